@@ -1,0 +1,15 @@
+"""labs: the companion package of the executable deep-learning textbook.
+
+One sub-package per chapter (``labs.scaling``, ...), plus the shared pieces
+every chapter uses: seeding, the backend choice, derivation checks, plots,
+widgets and provenance.
+"""
+
+__version__ = "0.1.0"
+
+from ._backend import backend_info, device  # noqa: E402
+from ._seed import seed  # noqa: E402
+from .book import glue, progress  # noqa: E402
+from .provenance import provenance  # noqa: E402
+
+__all__ = ["backend_info", "device", "glue", "progress", "provenance", "seed", "__version__"]

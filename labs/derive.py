@@ -1,0 +1,92 @@
+"""Executable derivations: every written step is also asserted.
+
+``assert_equal`` checks a symbolic step with SymPy; ``assert_close`` checks a
+step numerically in float64 where symbols cannot reach.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+
+class DerivationError(AssertionError):
+    """A derivation step that does not hold."""
+
+
+def _as_sympy(value, name: str):
+    try:
+        return sympy.sympify(value, strict=True)
+    except (sympy.SympifyError, TypeError) as error:
+        raise TypeError(
+            f"assert_equal: {name} must be a SymPy expression or matrix, got {type(value).__name__}"
+        ) from error
+
+
+def _is_zero(difference) -> bool:
+    if isinstance(difference, sympy.MatrixBase):
+        return all(sympy.simplify(entry) == 0 for entry in difference)
+    return sympy.simplify(difference) == 0
+
+
+def _label(step: str | None) -> str:
+    return f"step {step!r}" if step else "step"
+
+
+def assert_equal(lhs, rhs, *, step: str | None = None, show: bool = False) -> None:
+    """Assert ``simplify(lhs - rhs) == 0``.
+
+    On failure raise ``DerivationError`` printing both sides and their simplified
+    difference. With ``show=True`` display the step as LaTeX (in a notebook).
+    """
+    left, right = _as_sympy(lhs, "lhs"), _as_sympy(rhs, "rhs")
+    left_is_matrix = isinstance(left, sympy.MatrixBase)
+    if left_is_matrix != isinstance(right, sympy.MatrixBase) or (
+        left_is_matrix and left.shape != right.shape
+    ):
+        shape = lambda e: e.shape if isinstance(e, sympy.MatrixBase) else "scalar"  # noqa: E731
+        raise DerivationError(
+            f"{_label(step)}: the sides have different shapes, lhs {shape(left)} vs rhs {shape(right)}"
+        )
+    difference = left - right
+    if not _is_zero(difference):
+        simplified = (
+            difference.applyfunc(sympy.simplify) if left_is_matrix else sympy.simplify(difference)
+        )
+        raise DerivationError(
+            f"{_label(step)} does not hold:\n"
+            f"  lhs = {sympy.sstr(left)}\n"
+            f"  rhs = {sympy.sstr(right)}\n"
+            f"  lhs - rhs simplifies to {sympy.sstr(simplified)}"
+        )
+    if show:
+        from IPython.display import Math, display
+
+        display(Math(f"{sympy.latex(left)} = {sympy.latex(right)}"))
+
+
+def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, step: str | None = None) -> None:
+    """Assert that two numbers or arrays agree in float64 to ``rtol``/``atol``.
+
+    Accepts Python numbers, NumPy arrays and torch tensors (compared in float64).
+    """
+    a = np.asarray(_to_numpy(actual, "actual"), dtype=np.float64)
+    b = np.asarray(_to_numpy(expected, "expected"), dtype=np.float64)
+    if a.shape != b.shape:
+        raise DerivationError(f"{_label(step)}: shapes differ, actual {a.shape} vs expected {b.shape}")
+    if not np.allclose(a, b, rtol=rtol, atol=atol):
+        error = np.abs(a - b)
+        worst = np.unravel_index(np.argmax(error), error.shape) if error.ndim else ()
+        raise DerivationError(
+            f"{_label(step)} does not hold numerically (rtol={rtol}, atol={atol}):\n"
+            f"  largest |actual - expected| = {error.max():.3e} at index {worst}: "
+            f"actual {a[worst]!r} vs expected {b[worst]!r}"
+        )
+
+
+def _to_numpy(value, name: str):
+    if hasattr(value, "detach"):  # torch tensor
+        return value.detach().cpu().double().numpy()
+    if isinstance(value, (int, float, np.ndarray, np.number, list, tuple)):
+        return value
+    raise TypeError(f"assert_close: {name} must be a number, array or tensor, got {type(value).__name__}")

@@ -1,0 +1,48 @@
+"""Chapter "Why attention divides by sqrt(d)": the scaled softmax and its statistics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _backend
+from .reference import attention_statistics, softmax_jacobian, unit_variance_samples
+from .reference import scaled_softmax as scaled_softmax_reference
+
+__all__ = [
+    "attention_statistics",
+    "scaled_softmax",
+    "scaled_softmax_reference",
+    "softmax_jacobian",
+    "unit_variance_samples",
+]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check(x, scale) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"scaled_softmax: x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"scaled_softmax: x must be a floating tensor (fp16/bf16/fp32/fp64), got dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"scaled_softmax: x needs a non-empty last dimension, got shape {tuple(x.shape)}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scaled_softmax: scale must be a finite real number, got {scale!r}")
+
+
+def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(scale * x) along the last dimension, differentiable.
+
+    Runs the fused Triton kernel where ``labs._backend`` allows it (CUDA, or the
+    CPU interpreter with ``TRITON_INTERPRET=1``) and the torch reference
+    otherwise; both give the same result.
+    """
+    _check(x, scale)
+    fits = x.shape[-1] <= 32768 and _backend.triton_dtype_ok(x.dtype, x.device)
+    if fits and _backend.use_triton(x):
+        from .triton_softmax import scaled_softmax_triton
+
+        return scaled_softmax_triton(x, float(scale))
+    return scaled_softmax_reference(x, float(scale))
