@@ -90,3 +90,27 @@ def _to_numpy(value, name: str):
     if isinstance(value, (int, float, np.ndarray, np.number, list, tuple)):
         return value
     raise TypeError(f"assert_close: {name} must be a number, array or tensor, got {type(value).__name__}")
+
+
+def standard_moment(k: int):
+    """E[x^k] for a zero-mean, unit-variance variable whose other moments are left symbolic."""
+    return {0: sympy.Integer(1), 1: sympy.Integer(0), 2: sympy.Integer(1)}.get(k, sympy.Symbol(f"mu_{k}"))
+
+
+def expectation(expr, variables, moment=standard_moment):
+    """E[expr] for a polynomial in independent random ``variables`` with ``E[x^k] = moment(k)``.
+
+    Independence lets every monomial factor: E[x^a y^b] = E[x^a] E[y^b]. No
+    distribution is assumed beyond the moments that ``moment`` returns.
+    """
+    variables = list(variables)
+    if not variables or not all(isinstance(v, sympy.Symbol) for v in variables):
+        raise TypeError(f"expectation: variables must be a non-empty list of SymPy symbols, got {variables!r}")
+    poly = sympy.Poly(sympy.expand(expr), *variables)
+    total = sympy.Integer(0)
+    for exponents, coefficient in poly.terms():
+        term = coefficient
+        for power in exponents:
+            term *= moment(power)
+        total += term
+    return sympy.simplify(total)

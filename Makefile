@@ -1,0 +1,56 @@
+# The two set-up commands: `make book` and `make test`. Both start from nothing:
+# they create .venv if missing and install the pinned toolchain and `labs`.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+MATHJAX  := $(VENV)/mathjax/es5/tex-mml-chtml.js
+JB_FLAGS := -W -n --keep-going --builder html
+# Print how long each step of `make test` took.
+TIMED    = @start=$$(date +%s); $(1); status=$$?; echo "[time] $(2): $$(( $$(date +%s) - start )) s"; exit $$status
+
+.PHONY: install book test unit notebooks html browser bench clean
+
+install: $(STAMP) $(MATHJAX)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# MathJax is served from the book itself so that pages typeset with no network.
+$(MATHJAX): | $(BIN)/python
+	mkdir -p $(VENV)/npm $(VENV)/mathjax
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm mathjax@3.2.2
+	cp -r $(VENV)/npm/node_modules/mathjax/es5 $(VENV)/mathjax/
+
+book: install
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+
+# Headless Chromium for the browser check (Debian packages; CI runs as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+unit: install
+	$(call TIMED,$(BIN)/pytest tests/labs tests/test_layout.py -n 2,labs unit tests)
+
+notebooks: install
+	$(call TIMED,$(BIN)/pytest tests/test_notebooks.py book --nbval-lax --nbval-current-env -n 2 --dist loadfile,chapters re-executed by nbval)
+
+html: install
+	$(call TIMED,$(BIN)/jupyter-book build . $(JB_FLAGS),HTML build)
+
+test: install browser
+	$(MAKE) --no-print-directory unit notebooks html
+	$(call TIMED,$(BIN)/pytest tests/browser -p no:randomly,browser check of the HTML)
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf _build .pytest_cache

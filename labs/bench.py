@@ -1,0 +1,54 @@
+"""Timing, and reading what the scripts in ``benchmarks/`` recorded.
+
+Chapters time small things live with ``median_ms`` and quote GPU figures only
+from the recorded results, with the device they were measured on.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from .provenance import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def load_results(name: str) -> list[dict]:
+    """All records of ``benchmarks/results/<name>.jsonl``, oldest first ([] if none yet)."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"load_results: name must be a benchmark name like 'scaled_softmax', got {name!r}")
+    path = RESULTS_DIR / f"{name}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def latest_run(records: list[dict], *, device_kind: str = "cuda") -> list[dict]:
+    """The records of the most recent run on a ``device_kind`` device (one run shares a ``run_id``)."""
+    runs = [r for r in records if r.get("device_kind") == device_kind]
+    if not runs:
+        return []
+    last = runs[-1]["run_id"]
+    return [r for r in runs if r["run_id"] == last]
+
+
+def median_ms(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20) -> float:
+    """Median wall time of ``fn()`` in milliseconds (CUDA work is synchronised)."""
+    if repeats < 1:
+        raise ValueError(f"median_ms: repeats must be >= 1, got {repeats}")
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
