@@ -1,0 +1,27 @@
+import pytest
+
+from labs.bench import latest_run, load_results, median_ms
+
+
+def test_median_ms_times_a_call():
+    assert median_ms(lambda: sum(range(1000)), warmup=1, repeats=3) > 0
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        median_ms(lambda: None, repeats=0)
+
+
+def test_load_results_checks_the_name():
+    assert load_results("no_such_benchmark") == []
+    with pytest.raises(ValueError, match="load_results: name must be"):
+        load_results("../etc")
+
+
+def test_latest_run_picks_the_newest_run_of_a_device_kind():
+    records = [
+        {"run_id": "a", "device_kind": "cuda", "x": 1},
+        {"run_id": "b", "device_kind": "cuda", "x": 2},
+        {"run_id": "b", "device_kind": "cuda", "x": 3},
+        {"run_id": "c", "device_kind": "cpu", "x": 4},
+    ]
+    assert [r["x"] for r in latest_run(records)] == [2, 3]
+    assert [r["x"] for r in latest_run(records, device_kind="cpu")] == [4]
+    assert latest_run(records, device_kind="mps") == []

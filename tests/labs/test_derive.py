@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from labs.derive import DerivationError, assert_close, assert_equal, expectation
+
+x, y = sp.symbols("x y")
+
+
+def test_true_step_passes():
+    assert_equal((x + 1) ** 2, x**2 + 2 * x + 1, step="square")
+    assert_equal(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1)
+
+
+def test_false_step_prints_both_sides():
+    with pytest.raises(DerivationError) as error:
+        assert_equal((x + 1) ** 2, x**2 + 1, step="bad square")
+    message = str(error.value)
+    assert "bad square" in message
+    assert "lhs = (x + 1)**2" in message and "rhs = x**2 + 1" in message
+    assert "2*x" in message  # the simplified difference
+
+
+def test_matrices():
+    a = sp.Matrix([[x, 1], [0, x]])
+    assert_equal(a * a, sp.Matrix([[x**2, 2 * x], [0, x**2]]))
+    with pytest.raises(DerivationError, match="does not hold"):
+        assert_equal(a, sp.eye(2))
+    with pytest.raises(DerivationError, match="different shapes"):
+        assert_equal(a, x)
+
+
+def test_non_sympy_input_is_a_type_error():
+    with pytest.raises(TypeError, match="rhs must be a SymPy expression"):
+        assert_equal(x, object())
+
+
+def test_show_displays_latex(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    assert_equal(x + x, 2 * x, show=True)
+    assert shown and "2 x" in shown[0].data
+
+
+def test_assert_close_accepts_numbers_arrays_tensors():
+    assert_close(torch.tensor([1.0, 2.0], dtype=torch.float64), np.array([1.0, 2.0]))
+    assert_close(0.1 + 0.2, 0.3, rtol=1e-12)
+    with pytest.raises(DerivationError, match="largest \\|actual - expected\\| = 1.000e-03"):
+        assert_close([1.0, 2.0], [1.0, 2.001], step="numbers")
+    with pytest.raises(DerivationError, match="shapes differ"):
+        assert_close([1.0], [1.0, 2.0])
+    with pytest.raises(TypeError, match="actual must be a number"):
+        assert_close("1", 1.0)
+
+
+def test_expectation_uses_only_the_given_moments():
+    assert expectation(x, [x]) == 0
+    assert expectation(x**2 * y**2, [x, y]) == 1
+    assert expectation(x * y + 3, [x, y]) == 3
+    assert expectation(x**4, [x]) == sp.Symbol("mu_4")
+    with pytest.raises(TypeError, match="variables must be"):
+        expectation(x, ["x"])

@@ -1,0 +1,45 @@
+"""The repository keeps the shape the book's tooling depends on."""
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_notebook_is_committed_under_book():
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "book"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    on_disk = [str(p.relative_to(ROOT)) for p in (ROOT / "book").rglob("*.ipynb")]
+    assert not [p for p in tracked if p.endswith(".ipynb")] and not on_disk
+
+
+def test_requirements_pin_every_package_exactly():
+    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert all(re.fullmatch(r"[\w.+-]+", v) for v in pins.values()), "every line must be name==version"
+    names = {name.lower() for name in pins}
+    toolchain = {"jupyter-book", "myst-nb", "jupytext", "nbval", "pytest", "pytest-xdist", "ipywidgets",
+                 "sympy", "numpy", "matplotlib", "torch", "triton", "sphinxcontrib-bibtex", "selenium"}
+    assert toolchain <= names, f"missing pins: {toolchain - names}"
+    assert pins["torch"] == "2.13.0"
+    assert pins["jupyter-book"].startswith("1.")
+
+
+def test_labs_declares_lower_bounds_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        assert ">=" in requirement and "==" not in requirement and "<" not in requirement.replace(">=", "")
+
+
+def test_every_chapter_is_in_the_toc_and_executes_in_the_build():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "force"
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = {toc["root"]} | {entry["file"] for entry in toc["chapters"]}
+    sources = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").glob("*.md")}
+    assert listed == sources
