@@ -47,7 +47,7 @@ html: install
 
 test: install browser
 	$(MAKE) --no-print-directory unit notebooks html
-	$(call TIMED,$(BIN)/pytest tests/browser -p no:randomly,browser check of the HTML)
+	$(call TIMED,$(BIN)/pytest tests/book,built-HTML and headless-Chromium checks)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
