@@ -5,7 +5,7 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 MATHJAX  := $(VENV)/mathjax/es5/tex-mml-chtml.js
-JB_FLAGS := -W -n --keep-going --builder html
+JB_FLAGS := --all -W -n --keep-going --builder html
 # Print how long each step of `make test` took.
 TIMED    = @start=$$(date +%s); $(1); status=$$?; echo "[time] $(2): $$(( $$(date +%s) - start )) s"; exit $$status
 
