@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import uuid
 from datetime import datetime, timezone
 
 import torch
 
 import labs
-from labs.bench import RESULTS_DIR, median_ms
+from labs.bench import RESULTS_DIR, device_name, median_ms
 from labs.provenance import book_commit
 from labs.scaling import scaled_softmax
 
@@ -43,7 +42,7 @@ def main() -> None:
         "run_id": uuid.uuid4().hex[:12],
         "benchmark": "scaled_softmax",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(dev) if on_gpu else platform.processor() or platform.machine(),
+        "device": device_name(dev),
         "device_kind": dev.type,
         "backend": labs.backend_info(),
         "torch": torch.__version__,

@@ -7,6 +7,8 @@ from the recorded results, with the device they were measured on.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -52,3 +54,15 @@ def median_ms(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20) -
         sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def device_name(dev: torch.device) -> str:
+    """A human-readable name for the device a benchmark ran on (GPU model, or CPU model and cores)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores"

@@ -25,3 +25,12 @@ def test_latest_run_picks_the_newest_run_of_a_device_kind():
     assert [r["x"] for r in latest_run(records)] == [2, 3]
     assert [r["x"] for r in latest_run(records, device_kind="cpu")] == [4]
     assert latest_run(records, device_kind="mps") == []
+
+
+def test_device_name_is_readable():
+    import torch
+
+    from labs.bench import device_name
+
+    name = device_name(torch.device("cpu"))
+    assert name.endswith("cores") and len(name) > len(" cores")
