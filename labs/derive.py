@@ -23,6 +23,10 @@ def _as_sympy(value, name: str):
         ) from error
 
 
+def _shape(value):
+    return value.shape if isinstance(value, sympy.MatrixBase) else "scalar"
+
+
 def _is_zero(difference) -> bool:
     if isinstance(difference, sympy.MatrixBase):
         return all(sympy.simplify(entry) == 0 for entry in difference)
@@ -40,18 +44,16 @@ def assert_equal(lhs, rhs, *, step: str | None = None, show: bool = False) -> No
     difference. With ``show=True`` display the step as LaTeX (in a notebook).
     """
     left, right = _as_sympy(lhs, "lhs"), _as_sympy(rhs, "rhs")
-    left_is_matrix = isinstance(left, sympy.MatrixBase)
-    if left_is_matrix != isinstance(right, sympy.MatrixBase) or (
-        left_is_matrix and left.shape != right.shape
-    ):
-        shape = lambda e: e.shape if isinstance(e, sympy.MatrixBase) else "scalar"  # noqa: E731
+    if _shape(left) != _shape(right):
         raise DerivationError(
-            f"{_label(step)}: the sides have different shapes, lhs {shape(left)} vs rhs {shape(right)}"
+            f"{_label(step)}: the sides have different shapes, lhs {_shape(left)} vs rhs {_shape(right)}"
         )
     difference = left - right
     if not _is_zero(difference):
         simplified = (
-            difference.applyfunc(sympy.simplify) if left_is_matrix else sympy.simplify(difference)
+            difference.applyfunc(sympy.simplify)
+            if isinstance(difference, sympy.MatrixBase)
+            else sympy.simplify(difference)
         )
         raise DerivationError(
             f"{_label(step)} does not hold:\n"
