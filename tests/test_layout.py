@@ -43,3 +43,18 @@ def test_every_chapter_is_in_the_toc_and_executes_in_the_build():
     listed = {toc["root"]} | {entry["file"] for entry in toc["chapters"]}
     sources = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").glob("*.md")}
     assert listed == sources
+
+
+def test_every_chapter_follows_the_anatomy():
+    """Seeded first; references at the end, then the provenance footer as the last cell."""
+    import jupytext
+
+    for path in (ROOT / "book").glob("*.md"):
+        notebook = jupytext.read(path)
+        if "kernelspec" not in notebook.metadata:
+            continue
+        text = path.read_text()
+        assert "```{bibliography}" in text, f"{path.name}: no references"
+        code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+        assert "labs.seed(" in code[0], f"{path.name}: the first code cell must seed"
+        assert code[-1].strip() == "labs.provenance()", f"{path.name}: must end with the provenance footer"

@@ -43,16 +43,18 @@ def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict
 
     ``q`` is (n_queries, d), ``k`` is (n_keys, d). Returns the standard deviation
     of the logits, the mean largest attention weight, the mean entropy of the
-    weights (nats; uniform over n keys is log n) and the mean Frobenius norm of
-    the softmax Jacobian (how much gradient flows back through softmax).
+    weights (nats; uniform over n keys is log n) and the mean and median
+    Frobenius norm of the softmax Jacobian (how much gradient flows back
+    through softmax; the mean is dominated by the rare queries with near-ties).
     """
     logits = scale * (q @ k.T)
     p = scaled_softmax(logits, 1.0)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
-    jacobian = softmax_jacobian(p)
+    jacobian_norms = torch.linalg.matrix_norm(softmax_jacobian(p))
     return {
         "logit_std": logits.std().item(),
         "max_weight": p.amax(-1).mean().item(),
         "entropy": entropy.mean().item(),
-        "jacobian_norm": torch.linalg.matrix_norm(jacobian).mean().item(),
+        "jacobian_norm": jacobian_norms.mean().item(),
+        "jacobian_norm_median": jacobian_norms.median().item(),
     }

@@ -9,3 +9,13 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"
 os.environ.pop("LABS_DEVICE", None)
 os.environ.pop("LABS_BOOK_BUILD", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state, so a failure reproduces."""
+    import labs
+
+    labs.seed(0)
