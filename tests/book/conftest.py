@@ -1,4 +1,4 @@
-"""Fixtures for the checks of the built HTML book (run after `make html`)."""
+"""Fixtures for the checks of the built HTML book (run after `make book`)."""
 
 import functools
 import http.server
@@ -10,7 +10,7 @@ from book_pages import HTML
 
 @pytest.fixture(scope="session")
 def html_dir():
-    assert (HTML / "index.html").exists(), "no built book in _build/html: run `make html` first"
+    assert (HTML / "index.html").exists(), "no built book in _build/html: run `make book` first"
     return HTML
 
 
