@@ -96,6 +96,8 @@ def _to_numpy(value, name: str):
 
 def standard_moment(k: int):
     """E[x^k] for a zero-mean, unit-variance variable whose other moments are left symbolic."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"standard_moment: k must be a non-negative int, got {k!r}")
     return {0: sympy.Integer(1), 1: sympy.Integer(0), 2: sympy.Integer(1)}.get(k, sympy.Symbol(f"mu_{k}"))
 
 

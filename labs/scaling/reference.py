@@ -21,6 +21,8 @@ def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def softmax_jacobian(p: torch.Tensor) -> torch.Tensor:
     """d softmax_i / d z_j = p_i (delta_ij - p_j), batched over leading dims: (..., n) -> (..., n, n)."""
+    if not isinstance(p, torch.Tensor) or p.ndim == 0 or not p.is_floating_point():
+        raise TypeError(f"softmax_jacobian: p must be a floating tensor of shape (..., n), got {_describe(p)}")
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
@@ -47,6 +49,11 @@ def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict
     Frobenius norm of the softmax Jacobian (how much gradient flows back
     through softmax; the mean is dominated by the rare queries with near-ties).
     """
+    for name, t in (("q", q), ("k", k)):
+        if not isinstance(t, torch.Tensor) or t.ndim != 2:
+            raise ValueError(f"attention_statistics: {name} must be a 2-D tensor (n, d), got {_describe(t)}")
+    if q.shape[1] != k.shape[1]:
+        raise ValueError(f"attention_statistics: q and k need the same d, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     logits = scale * (q @ k.T)
     p = scaled_softmax(logits, 1.0)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
@@ -58,3 +65,9 @@ def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict
         "jacobian_norm": jacobian_norms.mean().item(),
         "jacobian_norm_median": jacobian_norms.median().item(),
     }
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__

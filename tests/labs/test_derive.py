@@ -3,7 +3,7 @@ import pytest
 import sympy as sp
 import torch
 
-from labs.derive import DerivationError, assert_close, assert_equal, expectation
+from labs.derive import DerivationError, assert_close, assert_equal, expectation, standard_moment
 
 x, y = sp.symbols("x y")
 
@@ -61,3 +61,5 @@ def test_expectation_uses_only_the_given_moments():
     assert expectation(x**4, [x]) == sp.Symbol("mu_4")
     with pytest.raises(TypeError, match="variables must be"):
         expectation(x, ["x"])
+    with pytest.raises(ValueError, match="k must be a non-negative int, got -1"):
+        standard_moment(-1)

@@ -121,3 +121,14 @@ def test_retrieval_training_is_seeded_and_learns():
 def test_retrieval_rejects_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam', got 'rmsprop'"):
         train_retrieval(8, 1.0, optimizer="rmsprop")
+
+
+def test_statistics_and_jacobian_reject_bad_shapes():
+    with pytest.raises(TypeError, match="softmax_jacobian: p must be a floating tensor.*shape \\(\\)"):
+        softmax_jacobian(torch.tensor(0.5))
+    with pytest.raises(TypeError, match="got list"):
+        softmax_jacobian([0.5, 0.5])
+    with pytest.raises(ValueError, match="k must be a 2-D tensor.*shape \\(3,\\)"):
+        scaling.attention_statistics(torch.zeros(2, 3), torch.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="same d, got q \\(2, 3\\) and k \\(4, 5\\)"):
+        scaling.attention_statistics(torch.zeros(2, 3), torch.zeros(4, 5), 1.0)
