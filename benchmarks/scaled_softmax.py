@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import torch
 
 import labs
+from labs._backend import triton_status
 from labs.bench import RESULTS_DIR, device_name, median_ms
 from labs.provenance import book_commit
 from labs.scaling import scaled_softmax
@@ -46,7 +47,7 @@ def main() -> None:
         "device_kind": dev.type,
         "backend": labs.backend_info(),
         "torch": torch.__version__,
-        "triton": labs.provenance().triton,
+        "triton": triton_status()[1],
         "labs_commit": book_commit(),
         "anchor": "torch.softmax(scale * x, -1), eager",
     }

@@ -26,11 +26,11 @@ def check_formula(answer, truth: Callable[..., float], points: list[dict], *, rt
     except (sympy.SympifyError, TypeError):
         print(f"Your answer must be a SymPy expression, got {type(answer).__name__}.")
         return False
+    missing = {s.name for s in expr.free_symbols} - set().union(*points)
+    if missing:
+        print(f"Your answer uses symbols the exercise does not define: {sorted(missing)}.")
+        return False
     for point in points:
-        missing = {s.name for s in expr.free_symbols} - set(point)
-        if missing:
-            print(f"Your answer uses symbols the exercise does not define: {sorted(missing)}.")
-            return False
         value = complex(expr.subs({s: point[s.name] for s in expr.free_symbols}).evalf())
         expected = float(truth(**point))
         if abs(value.imag) > 1e-12 or not math.isclose(value.real, expected, rel_tol=rtol, abs_tol=1e-12):

@@ -19,19 +19,26 @@ _IMPORTED_AT = time.perf_counter()
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def book_commit() -> str:
-    """The git commit of the book checkout that ``labs`` is imported from (``+dirty`` if modified)."""
-    def git(*args):
+def _git(*args: str) -> str:
+    """Output of a git command in the book checkout; "" when git or the checkout is missing."""
+    try:
         return subprocess.run(
             ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10
         ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short=12", "HEAD")
-        if commit and git("status", "--porcelain", "--untracked-files=no"):
-            commit += "+dirty"
     except (OSError, subprocess.SubprocessError):
-        commit = ""
+        return ""
+
+
+def head_commit() -> str:
+    """The full hash of the checked-out commit ("" outside a git checkout)."""
+    return _git("rev-parse", "HEAD")
+
+
+def book_commit() -> str:
+    """The short commit of the book checkout that ``labs`` is imported from (``+dirty`` if modified)."""
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if commit and _git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
     return commit or "unknown (not a git checkout)"
 
 

@@ -10,19 +10,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import nbformat
 
 from labs.book import colab_notebook
+from labs.provenance import head_commit
 
 os.environ["LABS_BOOK_BUILD"] = "1"
-
-
-def _commit(srcdir: str) -> str:
-    result = subprocess.run(["git", "-C", srcdir, "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or "main"
 
 
 def _colab_buttons(context):
@@ -49,6 +44,6 @@ def _point_colab_at_notebook(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.add_config_value("labs_colab_branch", "gh-pages", "html")
-    app.add_config_value("labs_commit", _commit(app.srcdir), "html")
+    app.add_config_value("labs_commit", head_commit() or "main", "html")
     app.connect("html-page-context", _point_colab_at_notebook, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

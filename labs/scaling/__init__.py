@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+MAX_TRITON_COLS = 32768  # longest row one Triton program holds in registers; longer rows use torch
 
 
 def _check(x, scale) -> None:
@@ -40,7 +41,7 @@ def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
     otherwise; both give the same result.
     """
     _check(x, scale)
-    fits = x.shape[-1] <= 32768 and _backend.triton_dtype_ok(x.dtype, x.device)
+    fits = x.shape[-1] <= MAX_TRITON_COLS and _backend.triton_dtype_ok(x.dtype, x.device)
     if fits and _backend.use_triton(x):
         from .triton_softmax import scaled_softmax_triton
 

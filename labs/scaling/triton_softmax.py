@@ -13,8 +13,6 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_BLOCK = 32768  # longest row one program holds in registers
-
 
 @triton.jit
 def _forward_kernel(x_ptr, y_ptr, n_cols, scale, BLOCK: tl.constexpr, FP64: tl.constexpr):

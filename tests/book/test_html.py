@@ -2,14 +2,15 @@
 
 import json
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
-from book_pages import CHAPTERS, HTML, PAGES, ROOT
+from book_pages import CHAPTERS, HTML, PAGES
+
+from labs.provenance import head_commit
 
 
 class Links(HTMLParser):
@@ -32,12 +33,12 @@ def page(name: str) -> str:
 def test_colab_button_opens_the_generated_notebook(html_dir, chapter):
     links = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page(chapter))
     assert links, f"{chapter}: no Colab button"
+    commit = head_commit()
     for link in links:
         assert link.endswith(".ipynb"), link
         path = link.split("/blob/", 1)[1].split("/", 1)[1]  # drop the branch
         notebook = json.loads((html_dir / path).read_text())
         setup = "".join(notebook["cells"][0]["source"])
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         assert "google.colab" in setup and f'"{commit}"' in setup, "first cell must install labs at the book's commit"
 
 
