@@ -3,7 +3,7 @@
 The public API checks its input and names the function and argument in every
 error; the modules behind it hold the plain versions:
 
-* ``simulate.py``  the algorithms step by step on in-memory buffers, and the
+* ``algorithms.py`` the algorithms step by step on in-memory buffers, and the
   other collectives defined by their result;
 * ``cost.py``      the alpha-beta-gamma cost of each algorithm (SymPy or numbers);
 * ``ring.py``      the ring over point-to-point ``torch.distributed`` messages;
@@ -22,7 +22,7 @@ import torch.distributed as dist
 from .cost import algbw, allreduce_cost_reference, busbw, cost_terms, schedule_cost
 from .launch import RankFailed, spawn_reference
 from .ring import ring_all_gather_, ring_reduce_scatter_
-from .simulate import (
+from .algorithms import (
     ALGORITHMS,
     Message,
     Step,

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from . import ring_all_gather, ring_allreduce, ring_reduce_scatter
-from .simulate import chunk_bounds
+from .algorithms import chunk_bounds
 
 
 def rank_tensor(rank: int, n: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
@@ -41,36 +41,41 @@ def check_against_backend(n: int, seed: int = 0) -> dict:
 
 
 def _timed(op, buffer, iters: int) -> float:
+    sync = torch.cuda.synchronize if buffer.is_cuda else (lambda: None)
+    sync()
     dist.barrier()
     start = time.perf_counter()
     for _ in range(iters):
         op(buffer)
+    sync()
     return (time.perf_counter() - start) / iters
 
 
-def time_allreduce(sizes: list[int], *, repeats: int = 5, iters: int = 3, device: str = "cpu") -> list[dict]:
+def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: str = "cpu") -> list[dict]:
     """Seconds per allreduce of float32 vectors, our ring against the backend, for each size.
 
     Each repeat times ``iters`` back-to-back calls after a barrier; a repeat's
-    time is the slowest rank's, and the median over repeats is reported.
+    time is the slowest rank's. Reports the median over repeats (``*_s``) and
+    the fastest repeat (``*_min_s``: on a shared machine, noise only adds time).
     """
     p = dist.get_world_size()
+    where = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
     ops = {"ring": lambda t: ring_allreduce(t, check=False), "backend": dist.all_reduce}
     rows = []
     for n in sizes:
-        buffer = torch.zeros(n, dtype=torch.float32, device=device)
+        buffer = torch.zeros(n, dtype=torch.float32, device=where)
         for op in ops.values():  # warm up connections and allocators
             op(buffer)
         times = {name: [] for name in ops}
         for _ in range(repeats):
             for name, op in ops.items():
                 times[name].append(_timed(op, buffer, iters))
-        if device != "cpu":
-            torch.cuda.synchronize()
-        slowest = torch.tensor([times[name] for name in ops], dtype=torch.float64, device=device)
+        slowest = torch.tensor([times[name] for name in ops], dtype=torch.float64, device=where)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        medians = slowest.median(dim=1).values.tolist()
-        rows.append({"p": p, "n_elements": n, "n_bytes": 4 * n} | {f"{name}_s": m for name, m in zip(ops, medians)})
+        medians, fastest = slowest.cpu().median(dim=1).values.tolist(), slowest.cpu().min(dim=1).values.tolist()
+        rows.append({"p": p, "n_elements": n, "n_bytes": 4 * n}
+                    | {f"{name}_s": m for name, m in zip(ops, medians)}
+                    | {f"{name}_min_s": m for name, m in zip(ops, fastest)})
     return rows
 
 
@@ -142,8 +147,14 @@ def fit_alpha_beta(p: np.ndarray, n_bytes: np.ndarray, seconds: np.ndarray) -> t
     relative error and small messages count as much as large ones.
     """
     p, n_bytes, seconds = (np.asarray(a, dtype=np.float64) for a in (p, n_bytes, seconds))
-    design = np.stack([2 * (p - 1), 2 * (p - 1) / p * n_bytes], axis=1)
-    (alpha, beta), *_ = np.linalg.lstsq(design / seconds[:, None], np.ones_like(seconds), rcond=None)
+    design = np.stack([2 * (p - 1), 2 * (p - 1) / p * n_bytes], axis=1) / seconds[:, None]
+    target = np.ones_like(seconds)
+    (alpha, beta), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if alpha < 0 or beta < 0:  # noisy data: keep the constraint alpha, beta >= 0 by fitting one term alone
+        fits = [(column, (design[:, column] @ target) / (design[:, column] @ design[:, column])) for column in (0, 1)]
+        errors = [np.sum((design[:, column] * value - target) ** 2) for column, value in fits]
+        column, value = fits[int(np.argmin(errors))]
+        alpha, beta = (value, 0.0) if column == 0 else (0.0, value)
     return float(alpha), float(beta)
 
 

@@ -42,6 +42,8 @@ def _worker(rank, world_size, port, backend, timeout_s, fn, args, results) -> No
         import torch
 
         torch.set_num_threads(1)
+        if backend == "nccl":
+            torch.cuda.set_device(rank % torch.cuda.device_count())
         store = dist.TCPStore(LOOPBACK, port, world_size + 1, False, timedelta(seconds=timeout_s))
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=timedelta(seconds=timeout_s))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .simulate import chunk_bounds
+from .algorithms import chunk_bounds
 
 
 def _ring_peers(group):
@@ -20,10 +20,20 @@ def _ring_peers(group):
 
 
 def _exchange(send: torch.Tensor, recv: torch.Tensor, dst: int, src: int, group) -> None:
-    """Send ``send`` to ``dst`` while receiving ``recv`` from ``src`` (both posted before waiting)."""
-    ops = [dist.P2POp(dist.isend, send, dst, group), dist.P2POp(dist.irecv, recv, src, group)]
-    for request in dist.batch_isend_irecv(ops):
-        request.wait()
+    """Send ``send`` to ``dst`` while receiving ``recv`` from ``src``.
+
+    The send is posted first and never waited on before the receive, so the
+    ring cannot deadlock. NCCL wants the pair grouped (``batch_isend_irecv``);
+    with gloo a plain ``isend`` + ``recv`` has less overhead.
+    """
+    if send.is_cuda:
+        ops = [dist.P2POp(dist.isend, send, dst, group), dist.P2POp(dist.irecv, recv, src, group)]
+        for request in dist.batch_isend_irecv(ops):
+            request.wait()
+        return
+    request = dist.isend(send, dst, group)
+    dist.recv(recv, src, group)
+    request.wait()
 
 
 def ring_reduce_scatter_(flat: torch.Tensor, group=None) -> torch.Tensor:

@@ -143,3 +143,15 @@ def test_allreduce_cost_rejects_bad_input():
         allreduce_cost("ring", 2, 10, alpha=1, beta=-1)
     with pytest.raises(ValueError, match="allreduce_cost: n_bytes"):
         allreduce_cost("ring", 2, float("nan"), alpha=1, beta=1)
+
+
+def test_alpha_beta_fit_recovers_known_parameters():
+    from labs.comm.experiment import fit_alpha_beta
+
+    p = [2] * 5 + [4] * 5
+    n = [64, 1e3, 1e4, 1e5, 1e6] * 2
+    alpha, beta = 40e-6, 2e-9
+    seconds = [allreduce_cost("ring", q, m, alpha=alpha, beta=beta) for q, m in zip(p, n)]
+    fitted = fit_alpha_beta(p, n, seconds)
+    assert fitted == pytest.approx((alpha, beta), rel=1e-9)
+    assert min(fit_alpha_beta([2, 2], [10, 1e6], [1.0, 1e-3])) >= 0  # inconsistent data: never negative
