@@ -155,3 +155,21 @@ def test_alpha_beta_fit_recovers_known_parameters():
     fitted = fit_alpha_beta(p, n, seconds)
     assert fitted == pytest.approx((alpha, beta), rel=1e-9)
     assert min(fit_alpha_beta([2, 2], [10, 1e6], [1.0, 1e-3])) >= 0  # inconsistent data: never negative
+
+
+def test_collectives_picture_labels_decode_the_definitions():
+    from labs.comm.plots import _labels
+
+    p = 4
+    x = [torch.tensor([float(1 << r) + k / 100 for k in range(p)], dtype=torch.float64) for r in range(p)]
+    assert [_labels(t, p) for t in reduce_scatter(x)] == [["Σ0"], ["Σ1"], ["Σ2"], ["Σ3"]]
+    assert _labels(all_to_all(x)[2], p) == ["A2", "B2", "C2", "D2"]
+    assert _labels(x[1], p) == ["B0", "B1", "B2", "B3"]
+
+
+def test_bus_bandwidth_follows_the_nccl_tests_convention():
+    from labs.comm import algbw, busbw
+
+    assert algbw(1e9, 0.5) == 2e9
+    assert busbw(1e9, 0.5, 8) == pytest.approx(2e9 * 2 * 7 / 8)
+    assert busbw(1e9, 0.5, 1) == 0.0  # one rank moves nothing
