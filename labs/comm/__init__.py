@@ -1,0 +1,172 @@
+"""Chapter "Allreduce": collective algorithms simulated, costed, and run over ``torch.distributed``.
+
+The public API checks its input and names the function and argument in every
+error; the modules behind it hold the plain versions:
+
+* ``algorithms.py`` the algorithms step by step on in-memory buffers, and the
+  other collectives defined by their result;
+* ``cost.py``      the alpha-beta-gamma cost of each algorithm (SymPy or numbers);
+* ``ring.py``      the ring over point-to-point ``torch.distributed`` messages;
+* ``launch.py``    ``spawn``: p local processes on the loopback address;
+* ``experiment.py`` what the chapter runs on every rank (importable, as ``spawn`` needs).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.distributed as dist
+
+from .cost import algbw, allreduce_cost_reference, busbw, cost_terms, schedule_cost
+from .launch import RankFailed, spawn_reference
+from .ring import ring_all_gather_, ring_reduce_scatter_
+from .algorithms import (
+    ALGORITHMS,
+    Message,
+    Step,
+    all_gather,
+    all_reduce,
+    all_to_all,
+    broadcast,
+    chunk_bounds,
+    reduce,
+    reduce_scatter,
+    simulate_reference,
+)
+
+__all__ = [
+    "ALGORITHMS", "Message", "RankFailed", "Step", "algbw", "all_gather", "all_reduce", "all_to_all",
+    "allreduce_cost", "broadcast", "busbw", "chunk_bounds", "cost_terms", "reduce", "reduce_scatter",
+    "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost", "simulate", "spawn",
+]
+
+_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int32, torch.int64]
+
+
+def _check_algorithm(name: str, algorithm) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{name}: algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+
+
+def _check_count(name: str, arg: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}: {arg} must be an int >= {minimum}, got {value!r}")
+
+
+def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
+    """Run an allreduce (sum) on ``buffers``, one per rank, step by step in this process.
+
+    Returns ``(results, schedule)``: what each rank holds at the end, and the
+    list of steps, each a list of ``Message(src, dst, n_elements)`` sent at the
+    same time. Every algorithm accepts any p >= 1: recursive doubling and
+    Rabenseifner fold a non-power-of-two p into a power of two first.
+    """
+    _check_algorithm("simulate", algorithm)
+    if not isinstance(buffers, (list, tuple)) or not buffers:
+        raise ValueError(f"simulate: buffers must be a non-empty list of tensors (one per rank), got {buffers!r}")
+    for r, b in enumerate(buffers):
+        if not isinstance(b, torch.Tensor):
+            raise TypeError(f"simulate: buffers[{r}] must be a torch.Tensor, got {type(b).__name__}")
+        if b.shape != buffers[0].shape or b.dtype != buffers[0].dtype:
+            raise ValueError(
+                f"simulate: every rank's buffer must match rank 0's shape {tuple(buffers[0].shape)} and dtype "
+                f"{buffers[0].dtype}; buffers[{r}] has shape {tuple(b.shape)} and dtype {b.dtype}"
+            )
+    if buffers[0].dtype not in _DTYPES:
+        raise TypeError(f"simulate: dtype must be one of {_DTYPES}, got {buffers[0].dtype}")
+    return simulate_reference(algorithm, list(buffers))
+
+
+def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta: float, gamma: float = 0.0) -> float:
+    """Predicted seconds of an allreduce of ``n_bytes`` on ``p`` ranks in the alpha-beta-gamma model.
+
+    ``alpha``: seconds per message; ``beta``: seconds per byte sent;
+    ``gamma``: seconds per byte reduced.
+    """
+    _check_algorithm("allreduce_cost", algorithm)
+    _check_count("allreduce_cost", "p", p, 1)
+    for arg, value in [("n_bytes", n_bytes), ("alpha", alpha), ("beta", beta), ("gamma", gamma)]:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"allreduce_cost: {arg} must be a finite number >= 0, got {value!r}")
+    return allreduce_cost_reference(algorithm, int(p), float(n_bytes), float(alpha), float(beta), float(gamma))
+
+
+def _check_distributed_tensor(name: str, tensor, group, *, agree: bool) -> torch.Tensor:
+    """Validate ``tensor`` and, with ``agree``, that every rank passed the same shape and dtype."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name}: tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in _DTYPES:
+        raise TypeError(f"{name}: tensor dtype must be one of {_DTYPES}, got {tensor.dtype}")
+    if not tensor.is_contiguous():
+        raise ValueError(
+            f"{name}: tensor must be contiguous (it is updated in place through a flat view), got a "
+            f"non-contiguous tensor of shape {tuple(tensor.shape)} and strides {tensor.stride()}; "
+            "call .contiguous() and copy the result back"
+        )
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(f"{name}: torch.distributed is not initialised (use labs.comm.spawn or torchrun)")
+    if agree:
+        fingerprint = torch.tensor(
+            [tensor.ndim, _DTYPES.index(tensor.dtype), tensor.numel(), hash(tuple(tensor.shape)) % (1 << 61)],
+            dtype=torch.int64, device=tensor.device,
+        )
+        both = torch.cat([fingerprint, -fingerprint])
+        dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group)
+        if not (torch.equal(both[:4], fingerprint) and torch.equal(-both[4:], fingerprint)):
+            raise ValueError(
+                f"{name}: every rank must pass a tensor of the same shape and dtype; rank "
+                f"{dist.get_rank(group)} passed shape {tuple(tensor.shape)} and dtype {tensor.dtype}, "
+                "and another rank passed something else"
+            )
+    return tensor.view(-1)
+
+
+def ring_reduce_scatter(tensor: torch.Tensor, group=None, *, check: bool = True) -> torch.Tensor:
+    """Ring reduce-scatter (sum), in place: returns this rank's chunk of the sum (a view into ``tensor``).
+
+    The chunks are ``chunk_bounds(tensor.numel(), p)`` of the flattened tensor;
+    the other chunks are left holding partial sums. ``check=False`` skips the
+    agreement check across ranks (one tiny allreduce) when timing.
+    """
+    flat = _check_distributed_tensor("ring_reduce_scatter", tensor, group, agree=check)
+    return ring_reduce_scatter_(flat, group)
+
+
+def ring_all_gather(tensor: torch.Tensor, group=None, *, check: bool = True) -> torch.Tensor:
+    """Ring all-gather, in place: chunk ``rank`` of the flattened ``tensor`` is sent to every rank."""
+    flat = _check_distributed_tensor("ring_all_gather", tensor, group, agree=check)
+    ring_all_gather_(flat, group)
+    return tensor
+
+
+def ring_allreduce(tensor: torch.Tensor, group=None, *, check: bool = True) -> torch.Tensor:
+    """Ring allreduce (sum), in place: reduce-scatter, then all-gather. Returns ``tensor``."""
+    flat = _check_distributed_tensor("ring_allreduce", tensor, group, agree=check)
+    ring_reduce_scatter_(flat, group)
+    ring_all_gather_(flat, group)
+    return tensor
+
+
+def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 120.0) -> list:
+    """Run ``fn(*args)`` on ``world_size`` new local processes forming a process group; return each rank's result.
+
+    Processes bind to 127.0.0.1 on a free port. ``fn`` must be importable
+    (defined in a module) and its result picklable. If a rank raises, the call
+    raises ``RankFailed`` with that rank's traceback and stops the others;
+    ``timeout`` (seconds) bounds the whole run and every collective inside it.
+    """
+    if not callable(fn):
+        raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
+    if getattr(fn, "__module__", None) in (None, "__main__") or "<locals>" in getattr(fn, "__qualname__", ""):
+        raise ValueError(
+            f"spawn: fn must be importable by the new processes (defined at the top level of a module), "
+            f"got {getattr(fn, '__qualname__', fn)!r} from module {getattr(fn, '__module__', None)!r}"
+        )
+    _check_count("spawn", "world_size", world_size, 1)
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"spawn: backend must be 'gloo' or 'nccl', got {backend!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+        raise ValueError(f"spawn: timeout must be a number of seconds > 0, got {timeout!r}")
+    return spawn_reference(fn, int(world_size), args, backend, float(timeout))

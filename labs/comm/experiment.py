@@ -1,0 +1,175 @@
+"""What the chapter runs on every rank. These functions live in a module so that
+``spawn``'s new processes can import them (a notebook's functions cannot be)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import ring_all_gather, ring_allreduce, ring_reduce_scatter
+from .algorithms import chunk_bounds
+
+
+def rank_tensor(rank: int, n: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """The test vector of ``rank``: every rank can rebuild every other rank's input."""
+    g = torch.Generator().manual_seed(seed * 1000 + rank)
+    return torch.randn(n, generator=g, dtype=torch.float64).to(dtype)
+
+
+def check_against_backend(n: int, seed: int = 0) -> dict:
+    """Ring allreduce / reduce-scatter / all-gather against ``dist.all_reduce`` and the exact sum."""
+    rank, p = dist.get_rank(), dist.get_world_size()
+    x = rank_tensor(rank, n, seed)
+    exact = sum(rank_tensor(r, n, seed) for r in range(p))
+    ours = ring_allreduce(x.clone())
+    theirs = x.clone()
+    dist.all_reduce(theirs)
+    start, stop = chunk_bounds(n, p)[rank]
+    mine = ring_reduce_scatter(x.clone())
+    gathered = torch.zeros(n, dtype=torch.float64)
+    gathered[start:stop] = exact[start:stop]
+    ring_all_gather(gathered)
+    return {
+        "ring_vs_exact": (ours - exact).abs().max().item(),
+        "backend_vs_exact": (theirs - exact).abs().max().item(),
+        "reduce_scatter_vs_exact": (mine - exact[start:stop]).abs().max().item() if stop > start else 0.0,
+        "all_gather_equal": bool(torch.equal(gathered, exact)),
+    }
+
+
+def _timed(op, buffer, iters: int) -> float:
+    sync = torch.cuda.synchronize if buffer.is_cuda else (lambda: None)
+    sync()
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(iters):
+        op(buffer)
+    sync()
+    return (time.perf_counter() - start) / iters
+
+
+def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: str = "cpu") -> list[dict]:
+    """Seconds per allreduce of float32 vectors, our ring against the backend, for each size.
+
+    Each repeat times ``iters`` back-to-back calls after a barrier; a repeat's
+    time is the slowest rank's. Reports the median over repeats (``*_s``) and
+    the fastest repeat (``*_min_s``: on a shared machine, noise only adds time).
+    """
+    p = dist.get_world_size()
+    where = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
+    ops = {"ring": lambda t: ring_allreduce(t, check=False), "backend": dist.all_reduce}
+    rows = []
+    for n in sizes:
+        buffer = torch.zeros(n, dtype=torch.float32, device=where)
+        for op in ops.values():  # warm up connections and allocators
+            op(buffer)
+        times = {name: [] for name in ops}
+        for _ in range(repeats):
+            for name, op in ops.items():
+                times[name].append(_timed(op, buffer, iters))
+        slowest = torch.tensor([times[name] for name in ops], dtype=torch.float64, device=where)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        medians, fastest = slowest.cpu().median(dim=1).values.tolist(), slowest.cpu().min(dim=1).values.tolist()
+        rows.append({"p": p, "n_elements": n, "n_bytes": 4 * n}
+                    | {f"{name}_s": m for name, m in zip(ops, medians)}
+                    | {f"{name}_min_s": m for name, m in zip(ops, fastest)})
+    return rows
+
+
+# Data-parallel training: p ranks on p shards of one batch against one process on the whole batch.
+
+
+def make_problem(seed: int = 0, batch: int = 48, features: int = 10, hidden: int = 16, classes: int = 3):
+    """A small MLP and one fixed classification batch, in float64, built from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, features, generator=g, dtype=torch.float64)
+    y = (x[:, :classes] + 0.3 * torch.randn(batch, classes, generator=g, dtype=torch.float64)).argmax(1)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(features, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, classes)
+    ).double()
+    return model, x, y
+
+
+def _sgd_step(model, x, y, lr: float, average) -> float:
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    average(model)
+    with torch.no_grad():
+        for param in model.parameters():
+            param -= lr * param.grad
+    return loss.item()
+
+
+def train_single_process(steps: int = 20, lr: float = 0.5, seed: int = 0) -> tuple[list[torch.Tensor], list[float]]:
+    """Plain SGD on the whole batch: the parameters and losses data-parallel training must reproduce."""
+    model, x, y = make_problem(seed)
+    losses = [_sgd_step(model, x, y, lr, lambda m: None) for _ in range(steps)]
+    return [p.detach().clone() for p in model.parameters()], losses
+
+
+def average_gradients(model) -> None:
+    """Ring-allreduce every gradient and divide by p: the mean of the shards' mean-loss gradients."""
+    p = dist.get_world_size()
+    for param in model.parameters():
+        ring_allreduce(param.grad)
+        param.grad /= p
+
+
+def train_data_parallel(steps: int = 20, lr: float = 0.5, seed: int = 0) -> tuple[list[torch.Tensor], list[float]]:
+    """Each rank trains a replica on its equal shard of the batch, averaging gradients every step."""
+    rank, p = dist.get_rank(), dist.get_world_size()
+    model, x, y = make_problem(seed)
+    if x.shape[0] % p:
+        raise ValueError(f"train_data_parallel: the batch of {x.shape[0]} must split evenly over {p} ranks")
+    shard = slice(rank * x.shape[0] // p, (rank + 1) * x.shape[0] // p)
+    losses = [_sgd_step(model, x[shard], y[shard], lr, average_gradients) for _ in range(steps)]
+    return [q.detach().clone() for q in model.parameters()], losses
+
+
+def chapter_run(sizes: list[int], repeats: int, iters: int, check_n: int, train_steps: int) -> dict:
+    """Everything the chapter needs from one set of p processes (start-up is the expensive part)."""
+    return {
+        "check": check_against_backend(check_n),
+        "timings": time_allreduce(sizes, repeats=repeats, iters=iters),
+        "training": train_data_parallel(train_steps),
+    }
+
+
+def fit_alpha_beta(p: np.ndarray, n_bytes: np.ndarray, seconds: np.ndarray) -> tuple[float, float]:
+    """Least-squares alpha and beta of the ring model ``2(p-1) alpha + 2(p-1)/p n beta``.
+
+    Each equation is divided by its measured time, so the fit minimises
+    relative error and small messages count as much as large ones.
+    """
+    p, n_bytes, seconds = (np.asarray(a, dtype=np.float64) for a in (p, n_bytes, seconds))
+    design = np.stack([2 * (p - 1), 2 * (p - 1) / p * n_bytes], axis=1) / seconds[:, None]
+    target = np.ones_like(seconds)
+    (alpha, beta), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if alpha < 0 or beta < 0:  # noisy data: keep the constraint alpha, beta >= 0 by fitting one term alone
+        fits = [(column, (design[:, column] @ target) / (design[:, column] @ design[:, column])) for column in (0, 1)]
+        errors = [np.sum((design[:, column] * value - target) ** 2) for column, value in fits]
+        column, value = fits[int(np.argmin(errors))]
+        alpha, beta = (value, 0.0) if column == 0 else (0.0, value)
+    return float(alpha), float(beta)
+
+
+# Ranks that misbehave on purpose, for the tests and the chapter's failure demo.
+
+
+def fail_on_rank(bad_rank: int) -> int:
+    """Rank ``bad_rank`` raises; the others wait in an allreduce that can never finish."""
+    if dist.get_rank() == bad_rank:
+        raise ValueError(f"rank {bad_rank} fails on purpose")
+    ring_allreduce(torch.ones(8))
+    return dist.get_rank()
+
+
+def mismatched_shapes() -> int:
+    """Rank r passes a vector of length 4 + r: every rank gets the shape error."""
+    ring_allreduce(torch.ones(4 + dist.get_rank()))
+    return dist.get_rank()

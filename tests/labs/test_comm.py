@@ -1,0 +1,175 @@
+"""labs.comm in one process: the simulated algorithms, their schedules and the cost model."""
+
+import pytest
+import sympy as sp
+import torch
+
+from labs.comm import (
+    ALGORITHMS,
+    all_gather,
+    all_reduce,
+    all_to_all,
+    allreduce_cost,
+    broadcast,
+    cost_terms,
+    reduce,
+    reduce_scatter,
+    schedule_cost,
+    simulate,
+)
+
+PS = list(range(1, 10))
+
+
+def buffers(p, shape, dtype=torch.float64):
+    g = torch.Generator().manual_seed(p * 31 + sum(shape))
+    return [torch.randn(shape, generator=g, dtype=torch.float64).to(dtype) for _ in range(p)]
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("p", PS)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (64,)])
+def test_every_rank_ends_with_the_sum(algorithm, p, shape):
+    x = buffers(p, shape)
+    results, _ = simulate(algorithm, x)
+    expected = torch.stack(x).sum(0)
+    assert len(results) == p
+    for r in results:
+        assert r.shape == expected.shape and r.dtype == expected.dtype
+        torch.testing.assert_close(r, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_integer_buffers_are_summed_exactly():
+    x = [torch.arange(10, dtype=torch.int64) * (r + 1) for r in range(5)]
+    for algorithm in ALGORITHMS:
+        results, _ = simulate(algorithm, x)
+        assert all(torch.equal(r, torch.arange(10) * 15) for r in results)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("p", PS)
+def test_each_rank_sends_and_receives_at_most_one_message_per_step(algorithm, p):
+    _, schedule = simulate(algorithm, buffers(p, (12,)))
+    for step in schedule:
+        assert step, "a step with no message"
+        assert len({m.src for m in step}) == len(step) and len({m.dst for m in step}) == len(step)
+        assert all(0 <= m.src < p and 0 <= m.dst < p and m.src != m.dst for m in step)
+        assert step.kind in ("reduce", "copy")
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("p", PS)
+def test_schedule_cost_equals_the_formula(algorithm, p):
+    n = 2520  # divisible by 1..10, so every chunk has the same size
+    _, schedule = simulate(algorithm, buffers(p, (n,), torch.float32))
+    params = dict(alpha=3e-6, beta=2e-9, gamma=5e-10)
+    simulated = schedule_cost(schedule, bytes_per_element=4, **params)
+    assert simulated == pytest.approx(allreduce_cost(algorithm, p, 4 * n, **params), rel=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+@pytest.mark.parametrize("p", PS[1:])
+def test_no_algorithm_beats_the_bandwidth_lower_bound(algorithm, p):
+    n = 2520
+    _, schedule = simulate(algorithm, buffers(p, (n,)))
+    sent = [0] * p
+    for step in schedule:
+        for m in step:
+            sent[m.src] += m.n_elements
+    bound = 2 * (p - 1) * n / p
+    assert max(sent) >= bound
+    if algorithm == "ring" or (algorithm == "rabenseifner" and p & (p - 1) == 0):
+        assert max(sent) == bound and min(sent) == bound
+
+
+def test_ring_schedule_at_p_4():
+    _, schedule = simulate("ring", buffers(4, (8,)))
+    assert len(schedule) == 6
+    assert [step.kind for step in schedule] == ["reduce"] * 3 + ["copy"] * 3
+    assert schedule[0] == [(0, 1, 2), (1, 2, 2), (2, 3, 2), (3, 0, 2)]
+
+
+def test_one_rank_needs_no_messages():
+    for algorithm in ALGORITHMS:
+        results, schedule = simulate(algorithm, [torch.ones(3)])
+        assert schedule == [] and torch.equal(results[0], torch.ones(3))
+
+
+def test_symbolic_cost_terms_agree_with_numbers():
+    p, n = sp.symbols("p n", positive=True)
+    for algorithm in ALGORITHMS:
+        symbolic = cost_terms(algorithm, p, n)
+        for p_value in (2, 8, 64):
+            numeric = cost_terms(algorithm, p_value, 1000)
+            for s_term, n_term in zip(symbolic, numeric):
+                assert float(sp.sympify(s_term).subs({p: p_value, n: 1000})) == pytest.approx(n_term)
+
+
+def test_collective_definitions():
+    x = buffers(4, (10,))
+    total = torch.stack(x).sum(0)
+    assert all(torch.equal(b, x[2]) for b in broadcast(x, root=2))
+    assert torch.allclose(reduce(x, root=1)[1], total) and torch.equal(reduce(x, root=1)[0], x[0])
+    assert all(torch.allclose(b, total) for b in all_reduce(x))
+    # reduce-scatter then all-gather is allreduce: the decomposition the ring uses
+    assert all(torch.allclose(b, total) for b in all_gather(reduce_scatter(x)))
+    y = buffers(3, (6,))
+    assert all(torch.equal(a, b) for a, b in zip(all_to_all(all_to_all(y)), y))  # a transpose, twice
+
+
+def test_simulate_rejects_bad_input():
+    with pytest.raises(ValueError, match="simulate: algorithm must be one of"):
+        simulate("butterfly", [torch.ones(2)])
+    with pytest.raises(ValueError, match="simulate: buffers must be a non-empty list"):
+        simulate("ring", [])
+    with pytest.raises(TypeError, match=r"simulate: buffers\[1\] must be a torch.Tensor"):
+        simulate("ring", [torch.ones(2), [1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"buffers\[2\] has shape \(3,\)"):
+        simulate("ring", [torch.ones(2), torch.ones(2), torch.ones(3)])
+    with pytest.raises(ValueError, match="dtype torch.float64"):
+        simulate("ring", [torch.ones(2), torch.ones(2, dtype=torch.float64)])
+    with pytest.raises(TypeError, match="simulate: dtype must be one of"):
+        simulate("ring", [torch.ones(2, dtype=torch.bool)] * 2)
+
+
+def test_allreduce_cost_rejects_bad_input():
+    with pytest.raises(ValueError, match="allreduce_cost: algorithm"):
+        allreduce_cost("tree", 4, 10, alpha=1, beta=1)
+    with pytest.raises(ValueError, match="allreduce_cost: p must be an int >= 1, got 0"):
+        allreduce_cost("ring", 0, 10, alpha=1, beta=1)
+    with pytest.raises(ValueError, match="allreduce_cost: p must be an int >= 1, got 2.5"):
+        allreduce_cost("ring", 2.5, 10, alpha=1, beta=1)
+    with pytest.raises(ValueError, match="allreduce_cost: beta must be a finite number >= 0"):
+        allreduce_cost("ring", 2, 10, alpha=1, beta=-1)
+    with pytest.raises(ValueError, match="allreduce_cost: n_bytes"):
+        allreduce_cost("ring", 2, float("nan"), alpha=1, beta=1)
+
+
+def test_alpha_beta_fit_recovers_known_parameters():
+    from labs.comm.experiment import fit_alpha_beta
+
+    p = [2] * 5 + [4] * 5
+    n = [64, 1e3, 1e4, 1e5, 1e6] * 2
+    alpha, beta = 40e-6, 2e-9
+    seconds = [allreduce_cost("ring", q, m, alpha=alpha, beta=beta) for q, m in zip(p, n)]
+    fitted = fit_alpha_beta(p, n, seconds)
+    assert fitted == pytest.approx((alpha, beta), rel=1e-9)
+    assert min(fit_alpha_beta([2, 2], [10, 1e6], [1.0, 1e-3])) >= 0  # inconsistent data: never negative
+
+
+def test_collectives_picture_labels_decode_the_definitions():
+    from labs.comm.plots import _labels
+
+    p = 4
+    x = [torch.tensor([float(1 << r) + k / 100 for k in range(p)], dtype=torch.float64) for r in range(p)]
+    assert [_labels(t, p) for t in reduce_scatter(x)] == [["Σ0"], ["Σ1"], ["Σ2"], ["Σ3"]]
+    assert _labels(all_to_all(x)[2], p) == ["A2", "B2", "C2", "D2"]
+    assert _labels(x[1], p) == ["B0", "B1", "B2", "B3"]
+
+
+def test_bus_bandwidth_follows_the_nccl_tests_convention():
+    from labs.comm import algbw, busbw
+
+    assert algbw(1e9, 0.5) == 2e9
+    assert busbw(1e9, 0.5, 8) == pytest.approx(2e9 * 2 * 7 / 8)
+    assert busbw(1e9, 0.5, 1) == 0.0  # one rank moves nothing
