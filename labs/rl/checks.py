@@ -72,3 +72,14 @@ def generator(fn: str, value, device) -> torch.Generator:
     if not isinstance(value, torch.Generator):
         raise TypeError(f"{fn}: generator must be a torch.Generator or None, got {type(value).__name__}")
     return value
+
+
+def per_run(fn: str, name: str, value, runs: int, *, low: float, high: float = math.inf, low_open: bool = False):
+    """A hyper-parameter that is one number for all runs, or a tensor with one value per run."""
+    if not isinstance(value, torch.Tensor):
+        return real(fn, name, value, low=low, high=high, low_open=low_open)
+    if value.shape != (runs,):
+        raise ValueError(f"{fn}: {name} given per run must have shape ({runs},), got {tuple(value.shape)}")
+    for v in value.tolist():
+        real(fn, name, v, low=low, high=high, low_open=low_open)
+    return value.double()

@@ -48,12 +48,19 @@ def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) 
 @single_threaded()
 def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None,
                max_steps: int = 1_000_000, fn: str = "td_control") -> ControlResult:
-    """Learn ``Q`` with ``method`` (one of ``METHODS``) for ``episodes`` episodes in each of ``runs`` runs."""
+    """Learn ``Q`` with ``method`` (one of ``METHODS``) for ``episodes`` episodes in each of ``runs`` runs.
+
+    ``alpha``, ``epsilon`` and ``gamma`` are numbers, or tensors with one value per run (so a
+    sweep over hyper-parameters is one call)."""
     mdp = checks.mdp(fn, mdp)
     if method not in METHODS:
         raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
-    alpha, gamma, epsilon = checks.alpha(fn, alpha), checks.gamma(fn, gamma), checks.epsilon(fn, epsilon)
     episodes, runs = checks.count(fn, "episodes", episodes), checks.count(fn, "runs", runs)
+    alpha = checks.per_run(fn, "alpha (the step size)", alpha, runs, low=0.0, low_open=True)
+    gamma = checks.per_run(fn, "gamma (the discount)", gamma, runs, low=0.0, high=1.0)
+    epsilon = checks.per_run(fn, "epsilon", epsilon, runs, low=0.0, high=1.0)
+    if isinstance(alpha, torch.Tensor) or isinstance(gamma, torch.Tensor) or isinstance(epsilon, torch.Tensor):
+        alpha, gamma, epsilon = (torch.as_tensor(x, dtype=mdp.P.dtype).to(mdp.P.device).expand(runs) for x in (alpha, gamma, epsilon))
     generator = checks.generator(fn, generator, mdp.P.device)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
@@ -80,7 +87,7 @@ def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, g
         elif method == "q_learning":
             estimate = q_next.amax(-1)
         else:
-            estimate = (epsilon_greedy_probs(q_next, epsilon) * q_next).sum(-1)
+            estimate = (epsilon_greedy_probs(q_next, _column(epsilon)) * q_next).sum(-1)
         target = reward + gamma * estimate
         q[ar, state, action] += alpha * active * (target - q[ar, state, action])
         ends = mdp.terminal[next_state]
@@ -91,6 +98,11 @@ def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, g
     else:
         raise RuntimeError(f"{fn}: {max_steps} steps were not enough for {episodes} episodes in every run")
     return ControlResult(rewards[:, :episodes], lengths[:, :episodes], q)
+
+
+def _column(x):
+    """A per-run tensor as a column, to broadcast against (runs, A); a number as it is."""
+    return x[:, None] if isinstance(x, torch.Tensor) else x
 
 
 def sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:

@@ -64,7 +64,7 @@ def tile_coding(n_states: int, tilings: int, tile_width: int) -> torch.Tensor:
     ``tile_width / tilings`` states; one binary feature per tile (Sutton & Barto 9.5.4)."""
     _check("tile_coding", n_states, tilings=tilings, tile_width=tile_width)
     s = torch.arange(n_states)
-    tiles_per_tiling = n_states // tile_width + 2
+    tiles_per_tiling = (n_states - 1 + (tilings - 1) * tile_width // tilings) // tile_width + 1
     columns = []
     for t in range(tilings):
         offset = (t * tile_width) // tilings

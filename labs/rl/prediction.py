@@ -166,7 +166,7 @@ def td_fixed_point(mdp, policy, features, gamma=1.0) -> torch.Tensor:
     I = torch.eye(len(mu), dtype=Phi.dtype, device=Phi.device)
     A = Phi.T @ D @ (I - gamma * P_pi) @ Phi
     b = Phi.T @ D @ r_pi
-    return torch.linalg.solve(A, b)
+    return torch.linalg.pinv(A) @ b  # pinv: overlapping tilings make Phi rank-deficient; v = Phi w stays unique
 
 
 def mc_fixed_point(mdp, policy, features, gamma=1.0) -> torch.Tensor:
@@ -177,7 +177,7 @@ def mc_fixed_point(mdp, policy, features, gamma=1.0) -> torch.Tensor:
     Phi, mu, P_pi, r_pi, gamma = _projection_terms("mc_fixed_point", mdp, policy, features, gamma)
     v = bellman_solve(P_pi, r_pi, gamma, mdp.terminal)
     D = torch.diag(mu)
-    return torch.linalg.solve(Phi.T @ D @ Phi, Phi.T @ D @ v)
+    return torch.linalg.pinv(Phi.T @ D @ Phi) @ (Phi.T @ D @ v)
 
 
 def batch_fixed_points(stream: Transitions, n_states: int, terminal: torch.Tensor, episodes: int, init: float):
