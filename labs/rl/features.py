@@ -69,4 +69,5 @@ def tile_coding(n_states: int, tilings: int, tile_width: int) -> torch.Tensor:
     for t in range(tilings):
         offset = (t * tile_width) // tilings
         columns.append(torch.nn.functional.one_hot((s + offset) // tile_width, tiles_per_tiling))
-    return _chain(torch.cat(columns, -1))
+    tiles = torch.cat(columns, -1)
+    return _chain(tiles[:, tiles.sum(0) > 0])  # the unshifted tiling needs one tile fewer

@@ -175,7 +175,7 @@ def test_tabular_features_make_both_fixed_points_the_true_values():
 @pytest.mark.parametrize("build, d", [(lambda: features.state_aggregation(1000, 10), 10),
                                       (lambda: features.polynomial(1000, 5), 6),
                                       (lambda: features.fourier(1000, 5), 6),
-                                      (lambda: features.tile_coding(1000, 4, 200), 4 * 6)])
+                                      (lambda: features.tile_coding(1000, 4, 200), 5 + 3 * 6)])
 def test_feature_shapes_and_zero_terminal_rows(build, d):
     phi = build()
     assert phi.shape == (1002, d)
