@@ -62,7 +62,6 @@ class TabularMDP:
         last = (probs > 0).sum(-1, keepdim=True) - 1
         cdf.scatter_(-1, last, 1.0)  # no rounding gap at the top
         rows = torch.arange(cdf.shape[0] * cdf.shape[1], dtype=cdf.dtype, device=cdf.device)
-        self._width = width
         self._cdf = (cdf.reshape(-1, width) + rows[:, None]).reshape(-1).contiguous()
         self._support = support.reshape(-1).contiguous()
         self._start_cdf = self.start.cumsum(0)

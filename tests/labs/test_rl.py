@@ -263,3 +263,22 @@ def test_bad_input_raises_clear_errors():
         rl.dqn(rl.grid_world(), gamma=1.0)
     with pytest.raises(ValueError, match=r"state_aggregation: groups=7 must divide n_states=1000"):
         features.state_aggregation(1000, 7)
+
+
+def test_every_run_finishes_exactly_the_requested_episodes():
+    mdp = rl.random_walk()
+    stream = rl.sample_transitions(mdp, rl.uniform_policy(mdp), episodes=6, runs=5, generator=gen(9))
+    assert (stream.ends.sum(0) == 6).all()
+    assert (stream.ends <= stream.active).all()
+
+
+def test_hyper_parameters_can_differ_per_run():
+    mdp = rl.cliff_walking()
+    epsilon = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    result = rl.q_learning(mdp, alpha=0.5, epsilon=epsilon, episodes=30, runs=4, generator=gen(10))
+    late = result.rewards[:, -10:].mean(1)
+    assert late[:2].min() > late[2:].max()  # greedy runs have learned; random runs keep wandering
+    with pytest.raises(ValueError, match=r"sarsa: alpha \(the step size\) given per run must have shape \(4,\), got \(3,\)"):
+        rl.sarsa(mdp, alpha=torch.ones(3), epsilon=0.1, episodes=1, runs=4)
+    with pytest.raises(ValueError, match=r"expected_sarsa: epsilon must lie in \[0, 1\], got 1.5"):
+        rl.expected_sarsa(mdp, alpha=0.5, epsilon=torch.tensor([0.1, 1.5]), episodes=1, runs=2)
