@@ -121,10 +121,10 @@ def _terminal_ends(n: int, left_reward: float, right_reward: float, moves: dict[
     S = n + 2
     P = torch.zeros(S, len(moves), S, dtype=torch.float64)
     R = torch.zeros_like(P)
-    for s in range(1, n + 1):
-        for a, jumps in moves.items():
-            for k, p in jumps.items():
-                P[s, a, min(max(s + k, 0), S - 1)] += p
+    inner = torch.arange(1, n + 1)
+    for a, jumps in moves.items():
+        for k, p in jumps.items():
+            P.index_put_((inner, torch.full_like(inner, a), (inner + k).clamp(0, S - 1)), torch.tensor(p, dtype=P.dtype), accumulate=True)
     for end in (0, S - 1):
         P[end, :, end] = 1.0
     R[1:-1, :, 0] = left_reward
