@@ -1,0 +1,144 @@
+"""Control: Sarsa, Q-learning and expected Sarsa with epsilon-greedy exploration, many runs at once.
+
+All three update ``Q(S, A) += alpha (target - Q(S, A))`` after every step and
+differ only in the target's estimate of the next state's value:
+
+* Sarsa (on-policy):      ``R + gamma Q(S', A')`` with ``A'`` the action actually taken next;
+* Q-learning (off-policy): ``R + gamma max_a Q(S', a)``;
+* expected Sarsa:         ``R + gamma sum_a pi(a|S') Q(S', a)`` under the epsilon-greedy ``pi``.
+
+Each run restarts on its own as soon as its episode ends, so no run waits for
+the slowest one.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from . import checks
+from ._threads import single_threaded
+from .planning import epsilon_greedy_probs
+
+METHODS = ("sarsa", "q_learning", "expected_sarsa")
+
+
+class ControlResult(NamedTuple):
+    """``rewards`` and ``lengths`` (runs, episodes): sum of rewards and number of steps of each
+    episode; ``q`` (runs, S, A): the action values at the end."""
+
+    rewards: torch.Tensor
+    lengths: torch.Tensor
+    q: torch.Tensor
+
+
+def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+    """One action per row of ``q`` (runs, A): uniformly random with probability epsilon, else a
+    best action, ties broken at random (so an all-zero table does not always pick action 0)."""
+    runs, A = q.shape
+    u = torch.rand(runs, 2, generator=generator, device=generator.device, dtype=q.dtype).to(q.device)
+    random_action = (u[:, 0] * A).long().clamp_max(A - 1)
+    best = q == q.amax(-1, keepdim=True)
+    noise = torch.rand(runs, A, generator=generator, device=generator.device, dtype=q.dtype).to(q.device)
+    greedy_action = torch.where(best, noise, torch.full_like(noise, -1.0)).argmax(-1)
+    return torch.where(u[:, 1] < epsilon, random_action, greedy_action)
+
+
+@single_threaded()
+def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None,
+               max_steps: int = 1_000_000, fn: str = "td_control") -> ControlResult:
+    """Learn ``Q`` with ``method`` (one of ``METHODS``) for ``episodes`` episodes in each of ``runs`` runs.
+
+    ``alpha``, ``epsilon`` and ``gamma`` are numbers, or tensors with one value per run (so a
+    sweep over hyper-parameters is one call)."""
+    mdp = checks.mdp(fn, mdp)
+    if method not in METHODS:
+        raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
+    episodes, runs = checks.count(fn, "episodes", episodes), checks.count(fn, "runs", runs)
+    alpha = checks.per_run(fn, "alpha (the step size)", alpha, runs, low=0.0, low_open=True)
+    gamma = checks.per_run(fn, "gamma (the discount)", gamma, runs, low=0.0, high=1.0)
+    epsilon = checks.per_run(fn, "epsilon", epsilon, runs, low=0.0, high=1.0)
+    if isinstance(alpha, torch.Tensor) or isinstance(gamma, torch.Tensor) or isinstance(epsilon, torch.Tensor):
+        alpha, gamma, epsilon = (torch.as_tensor(x, dtype=mdp.P.dtype).to(mdp.P.device).expand(runs) for x in (alpha, gamma, epsilon))
+    generator = checks.generator(fn, generator, mdp.P.device)
+    if not mdp.terminal.any():
+        raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
+    dev, dtype = mdp.P.device, mdp.P.dtype
+    ar = torch.arange(runs, device=dev)
+    q = torch.zeros(runs, mdp.n_states, mdp.n_actions, dtype=dtype, device=dev)
+    rewards = torch.zeros(runs, episodes + 1, dtype=dtype, device=dev)  # last column: scratch
+    lengths = torch.zeros(runs, episodes + 1, dtype=torch.long, device=dev)
+    finished = torch.zeros(runs, dtype=torch.long, device=dev)
+    state = mdp.reset(runs, generator)
+    action = epsilon_greedy(q[ar, state], epsilon, generator)
+    for step in range(max_steps):
+        active = finished < episodes
+        if step % 64 == 0 and not bool(active.any()):
+            break
+        next_state, reward = mdp.step(state, action, generator)
+        slot = torch.where(active, finished, torch.full_like(finished, episodes))
+        rewards[ar, slot] += reward
+        lengths[ar, slot] += 1
+        q_next = q[ar, next_state]  # zero at terminal states, which are never updated
+        if method == "sarsa":
+            next_action = epsilon_greedy(q_next, epsilon, generator)
+            estimate = q_next[ar, next_action]
+        elif method == "q_learning":
+            estimate = q_next.amax(-1)
+        else:
+            estimate = (epsilon_greedy_probs(q_next, _column(epsilon)) * q_next).sum(-1)
+        target = reward + gamma * estimate
+        q[ar, state, action] += alpha * active * (target - q[ar, state, action])
+        ends = mdp.terminal[next_state]
+        finished += ends & active
+        state = torch.where(ends, mdp.reset(runs, generator), next_state)
+        fresh = epsilon_greedy(q[ar, state], epsilon, generator)
+        action = torch.where(ends, fresh, next_action) if method == "sarsa" else fresh
+    else:
+        raise RuntimeError(f"{fn}: {max_steps} steps were not enough for {episodes} episodes in every run")
+    return ControlResult(rewards[:, :episodes], lengths[:, :episodes], q)
+
+
+def _column(x):
+    """A per-run tensor as a column, to broadcast against (runs, A); a number as it is."""
+    return x[:, None] if isinstance(x, torch.Tensor) else x
+
+
+def sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+    """On-policy TD control; see ``td_control``."""
+    return td_control(mdp, "sarsa", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
+                      gamma=gamma, generator=generator, fn="sarsa")
+
+
+def q_learning(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+    """Off-policy TD control towards the greedy policy; see ``td_control``."""
+    return td_control(mdp, "q_learning", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
+                      gamma=gamma, generator=generator, fn="q_learning")
+
+
+def expected_sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+    """Sarsa with the expectation over the next action instead of a sample; see ``td_control``."""
+    return td_control(mdp, "expected_sarsa", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
+                      gamma=gamma, generator=generator, fn="expected_sarsa")
+
+
+@single_threaded()
+def greedy_return(mdp, q: torch.Tensor, *, max_steps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Follow the greedy policy of each run's ``q`` (runs, S, A) from the start state, without
+    exploration: ``(return, steps)`` per run (a run still going after ``max_steps`` stops there)."""
+    runs = q.shape[0]
+    generator = torch.Generator(device=mdp.P.device).manual_seed(0)
+    ar = torch.arange(runs, device=q.device)
+    state = mdp.reset(runs, generator)
+    total = torch.zeros(runs, dtype=q.dtype, device=q.device)
+    steps = torch.zeros(runs, dtype=torch.long, device=q.device)
+    for _ in range(max_steps):
+        going = ~mdp.terminal[state]
+        if not bool(going.any()):
+            break
+        next_state, reward = mdp.step(state, q[ar, state].argmax(-1), generator)
+        total += reward * going
+        steps += going
+        state = torch.where(going, next_state, state)
+    return total, steps
