@@ -13,9 +13,9 @@ import math
 import torch
 
 from .. import _backend
-from . import hippo as _hippo
+from . import memory as _memory
 from . import reference as _ref
-from .hippo import MEASURES, METHODS, legs_lti_basis
+from .memory import MEASURES, METHODS, legs_lti_basis
 
 __all__ = [
     "MEASURES",
@@ -94,7 +94,7 @@ def hippo(measure: str, N: int, *, theta: float = 1.0, dtype: torch.dtype = torc
     _positive("hippo", "theta", theta)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"hippo: dtype must be torch.float32 or torch.float64, got {dtype}")
-    return _hippo.hippo_matrices(measure, N, theta=theta, dtype=dtype)
+    return _memory.hippo_matrices(measure, N, theta=theta, dtype=dtype)
 
 
 def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "bilinear"):
@@ -125,7 +125,7 @@ def hippo_project(signal: torch.Tensor, measure: str, N: int, *, dt: float, thet
     _positive("hippo_project", "dt", dt)
     _positive("hippo_project", "theta", theta)
     _method("hippo_project", method)
-    return _hippo.project_reference(signal.double(), measure, N, dt, theta=theta, method=method).to(signal.dtype)
+    return _memory.project_reference(signal.double(), measure, N, dt, theta=theta, method=method).to(signal.dtype)
 
 
 def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Tensor, *, t: float,
@@ -143,7 +143,7 @@ def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Ten
     _measure("hippo_reconstruct", measure)
     _positive("hippo_reconstruct", "t", t)
     _positive("hippo_reconstruct", "theta", theta)
-    return _hippo.reconstruct_reference(coefficients, measure, times, t, theta=theta)
+    return _memory.reconstruct_reference(coefficients, measure, times, t, theta=theta)
 
 
 def ssm_kernel(A, B, C, dt, L: int, *, method: str = "bilinear") -> torch.Tensor:

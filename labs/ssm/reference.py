@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .hippo import discretize_reference
+from .memory import discretize_reference
 
 
 def _discrete(A, B, dt, method):
@@ -29,7 +29,9 @@ def ssm_kernel_reference(A, B, C, dt, L: int, method: str = "bilinear") -> torch
     """``K_k = C Ad^k Bd`` for ``k < L``: the impulse response of the discrete system."""
     Ad, Bd = _discrete(A, B, dt, method)
     if is_diagonal(A, B):  # a Vandermonde product: K_k = sum_n C_n Bd_n Ad_n^k
-        powers = Ad[..., None] ** torch.arange(L, device=A.device)
+        k = torch.arange(L, device=A.device, dtype=A.real.dtype)
+        powers = torch.exp(torch.log(Ad.to(torch.result_type(Ad, 1j)))[..., None] * k)  # Ad^k, as exp(k log Ad)
+        powers = powers if Ad.is_complex() else powers.real
         return ((C * Bd)[..., None] * powers).sum(-2)
     out, x = [], Bd
     for _ in range(L):
