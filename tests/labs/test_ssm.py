@@ -1,0 +1,198 @@
+"""labs.ssm: HiPPO matrices against their defining ODEs, discretisations, the SSM's two views, input checks."""
+
+import math
+
+import pytest
+import torch
+
+import labs.ssm as ssm
+from labs.ssm import memory
+from labs.ssm.experiment import s4d_legs_init, train_digits
+
+F64 = torch.float64
+
+
+def test_legs_closed_form_small():
+    A, B = ssm.hippo("legs", 3)
+    r3, r5 = math.sqrt(3), math.sqrt(5)
+    expected = -torch.tensor([[1, 0, 0], [r3, 2, 0], [r5, r3 * r5, 3]], dtype=F64)
+    torch.testing.assert_close(A, expected)
+    torch.testing.assert_close(B, torch.tensor([1, r3, r5], dtype=F64))
+
+
+def test_legt_and_lagt_closed_forms_small():
+    A, B = ssm.hippo("legt", 2, theta=2.0)
+    r3 = math.sqrt(3)
+    torch.testing.assert_close(A, -torch.tensor([[1, -r3], [r3, 3]], dtype=F64) / 2)
+    torch.testing.assert_close(B, torch.tensor([1, r3], dtype=F64) / 2)
+    A, B = ssm.hippo("lagt", 3)
+    torch.testing.assert_close(A, -torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=F64))
+    torch.testing.assert_close(B, torch.ones(3, dtype=F64))
+
+
+def test_legs_eigenvalues_are_minus_one_to_minus_n():
+    A, _ = ssm.hippo("legs", 7)
+    eig = torch.linalg.eigvals(A).real.sort().values
+    torch.testing.assert_close(eig, -torch.arange(7, 0, -1, dtype=F64))
+
+
+def test_legs_normal_plus_low_rank():
+    A, _ = ssm.hippo("legs", 9)
+    P = torch.sqrt(torch.arange(9, dtype=F64) + 0.5)
+    S = A + torch.outer(P, P) + 0.5 * torch.eye(9, dtype=F64)
+    torch.testing.assert_close(S, -S.T)
+
+
+@pytest.mark.parametrize("measure, theta", [("legs", 1.0), ("legt", 0.5)])
+def test_projection_reconstructs_a_smooth_signal(measure, theta):
+    L = 2000
+    s = torch.arange(1, L + 1, dtype=F64) / L
+    f = torch.sin(6 * s) + s**2
+    c = ssm.hippo_project(f, measure, 16, dt=1 / L, theta=theta)
+    assert c.shape == (L, 16)
+    rebuilt = ssm.hippo_reconstruct(c[-1], measure, s, t=1.0, theta=theta)
+    support = s >= 1 - theta if measure == "legt" else s > 0
+    assert (rebuilt - f)[support].abs().max() < 5e-3
+
+
+def _legs_error(n: int, L: int) -> float:
+    s = torch.arange(1, L + 1, dtype=F64) / L
+    f = torch.exp(-3 * s) * torch.cos(10 * s)
+    c = ssm.hippo_project(f, "legs", n, dt=1 / L)
+    return (ssm.hippo_reconstruct(c[-1], "legs", s, t=1.0) - f).pow(2).mean().item()
+
+
+def test_projection_error_falls_with_n():
+    assert _legs_error(4, 4000) > 10 * _legs_error(8, 4000)
+
+
+def test_projection_error_falls_with_the_step():
+    """With enough coefficients the error is the discretisation's: bilinear is second order."""
+    coarse, fine = _legs_error(16, 500), _legs_error(16, 1000)
+    assert 3.0 < coarse / fine < 6.0
+
+
+def test_legs_is_timescale_invariant():
+    """LegS's discrete memory does not depend on dt: the same samples give the same coefficients."""
+    f = torch.randn(50, dtype=F64)
+    torch.testing.assert_close(ssm.hippo_project(f, "legs", 8, dt=0.01), ssm.hippo_project(f, "legs", 8, dt=3.0))
+
+
+def test_legs_lti_basis_matches_matrix_exponential():
+    A, B = ssm.hippo("legs", 6)
+    t = torch.linspace(0, 4, 9, dtype=F64)
+    expected = torch.stack([torch.linalg.matrix_exp(ti * A) @ B for ti in t])
+    torch.testing.assert_close(ssm.legs_lti_basis(6, t), expected)
+
+
+@pytest.mark.parametrize("method", ssm.METHODS)
+def test_discretize_converges_to_matrix_exponential(method):
+    A, B = ssm.hippo("legt", 4)
+    exact = torch.linalg.matrix_exp(A)
+    errors = []
+    for steps in (50, 100):
+        Ad, _ = ssm.discretize(A, B, 1 / steps, method)
+        errors.append((torch.linalg.matrix_power(Ad, steps) - exact).abs().max().item())
+    if method == "zoh":
+        assert errors[1] < 1e-12
+    else:
+        order = 2 if method == "bilinear" else 1
+        assert errors[1] < errors[0] / (2**order) * 1.2
+
+
+def test_diagonal_discretize_matches_dense():
+    a = -torch.rand(5, dtype=F64)
+    b = torch.randn(5, dtype=F64)
+    for method in ssm.METHODS:
+        Ad, Bd = ssm.discretize(a, b, 0.3, method)
+        Ad_dense, Bd_dense = ssm.discretize(torch.diag(a), b, 0.3, method)
+        torch.testing.assert_close(torch.diag(Ad), Ad_dense)
+        torch.testing.assert_close(Bd, Bd_dense)
+
+
+@pytest.mark.parametrize("method", ssm.METHODS)
+@pytest.mark.parametrize("L", [1, 63, 65])
+def test_kernel_convolution_equals_recurrence_dense(method, L):
+    A, B = ssm.hippo("legs", 5)
+    C = torch.randn(5, dtype=F64)
+    u = torch.randn(3, L, dtype=F64)
+    K = ssm.ssm_kernel(A, B, C, 0.05, L, method=method)
+    torch.testing.assert_close(ssm.fft_conv(u, K), ssm.ssm_recurrence(A, B, C, 0.05, u, method=method))
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.complex128])
+def test_kernel_convolution_equals_recurrence_diagonal(dtype):
+    H, N, L = 3, 4, 37
+    a = -torch.rand(H, N, dtype=F64) + (1j * torch.randn(H, N, dtype=F64) if dtype.is_complex else 0)
+    b, c = torch.randn(H, N, dtype=dtype), torch.randn(H, N, dtype=dtype)
+    dt = torch.rand(H, dtype=F64) * 0.5 + 0.01
+    u = torch.randn(2, H, L, dtype=F64)
+    K = ssm.ssm_kernel(a, b, c, dt, L, method="zoh")
+    y = ssm.ssm_recurrence(a, b, c, dt, u, method="zoh")
+    if dtype.is_complex:
+        torch.testing.assert_close(ssm.fft_conv(u, K.real) + 1j * ssm.fft_conv(u, K.imag), y)
+    else:
+        torch.testing.assert_close(ssm.fft_conv(u, K), y)
+
+
+def test_fft_conv_has_no_wraparound():
+    u = torch.zeros(8, dtype=F64)
+    u[-1] = 1.0  # an impulse at the last step must not leak into the start
+    K = torch.ones(8, dtype=F64)
+    y = ssm.fft_conv(u, K)
+    torch.testing.assert_close(y, torch.tensor([0, 0, 0, 0, 0, 0, 0, 1], dtype=F64))
+    direct = torch.tensor([sum(K[j] * u[k - j] for j in range(k + 1)) for k in range(8)], dtype=F64)
+    torch.testing.assert_close(y, direct)
+
+
+def test_s4d_legs_init_is_half_plus_imaginary():
+    a, _ = s4d_legs_init(8)
+    torch.testing.assert_close(a.real, torch.full((8,), -0.5, dtype=F64))
+    assert (a.imag > 0).all()
+
+
+def test_experiment_learns_a_little():
+    history = train_digits("legs", epochs=3, H=16, N=8)
+    assert history["test_accuracy"][-1] > 0.5  # chance is 0.1
+    with pytest.raises(ValueError, match="train_digits: init must be one of"):
+        train_digits("xavier")
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: ssm.hippo("fourier", 4), ValueError, "hippo: measure must be one of .* got 'fourier'"),
+        (lambda: ssm.hippo("legs", 0), ValueError, "hippo: N must be an int >= 1, got 0"),
+        (lambda: ssm.hippo("legs", 2.5), ValueError, "hippo: N must be an int >= 1"),
+        (lambda: ssm.hippo("legt", 3, theta=0), ValueError, "hippo: theta must be a finite number > 0"),
+        (lambda: ssm.hippo("legs", 3, dtype=torch.int64), TypeError, "hippo: dtype must be"),
+        (lambda: ssm.discretize(*ssm.hippo("legs", 3), 0.0, "zoh"), ValueError, "discretize: dt must be .*> 0, got 0.0"),
+        (lambda: ssm.discretize(*ssm.hippo("legs", 3), -1, "zoh"), ValueError, "discretize: dt must be"),
+        (lambda: ssm.discretize(*ssm.hippo("legs", 3), 0.1, "rk4"), ValueError, "discretize: method must be one of"),
+        (lambda: ssm.discretize(torch.zeros(3, 3), torch.zeros(4), 0.1), ValueError, r"discretize: expected a dense system .* got A \(3, 3\), B \(4,\)"),
+        (lambda: ssm.discretize([[1.0]], torch.zeros(1), 0.1), TypeError, "discretize: A must be a torch.Tensor, got list"),
+        (lambda: ssm.hippo_project(torch.zeros(5), "legs", 4, dt=0), ValueError, "hippo_project: dt must be"),
+        (lambda: ssm.hippo_project(torch.zeros(5), "cheb", 4, dt=0.1), ValueError, "hippo_project: measure must be"),
+        (lambda: ssm.hippo_project(torch.zeros(5, dtype=torch.int64), "legs", 4, dt=0.1), TypeError, "hippo_project: signal must be a real floating"),
+        (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2, 2), t=1.0), ValueError, "hippo_reconstruct: times must be 1-D"),
+        (lambda: ssm.ssm_kernel(torch.zeros(3, 3), torch.zeros(3), torch.zeros(2), 0.1, 8), ValueError, "ssm_kernel: expected a dense system"),
+        (lambda: ssm.ssm_kernel(torch.zeros(3, 3), torch.zeros(3), torch.zeros(3), 0.1, 0), ValueError, "ssm_kernel: L must be an int >= 1"),
+        (lambda: ssm.ssm_recurrence(torch.zeros(3), torch.zeros(3), torch.zeros(3), 0.1, torch.zeros(2, 0)), ValueError, "ssm_recurrence: u must have a non-empty"),
+        (lambda: ssm.fft_conv(torch.zeros(3, 8), torch.zeros(2, 8)), ValueError, r"fft_conv: the leading dimensions of u \(3, 8\) and K \(2, 8\)"),
+        (lambda: ssm.linear_scan(torch.zeros(2, 5), torch.zeros(2, 4)), ValueError, r"linear_scan: a and b must have the same shape and dtype, got a \(2, 5\)"),
+        (lambda: ssm.linear_scan(torch.zeros(2, 5), torch.zeros(2, 5), h0=torch.zeros(3)), ValueError, r"linear_scan: h0 must have shape \(2,\), got \(3,\)"),
+        (lambda: ssm.linear_scan(torch.zeros(2, 5, dtype=torch.int32), torch.zeros(2, 5, dtype=torch.int32)), TypeError, "linear_scan: a must be a real floating tensor"),
+    ],
+)
+def test_bad_input_is_rejected(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_legendre_and_laguerre_recurrences():
+    x = torch.linspace(-1, 1, 7, dtype=F64)
+    P = memory.legendre(4, x)
+    torch.testing.assert_close(P[:, 2], (3 * x**2 - 1) / 2)
+    torch.testing.assert_close(P[:, 3], (5 * x**3 - 3 * x) / 2)
+    Lg = memory.laguerre(3, x + 1)
+    torch.testing.assert_close(Lg[:, 2], ((x + 1) ** 2 - 4 * (x + 1) + 2) / 2)
