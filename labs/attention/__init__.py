@@ -186,18 +186,18 @@ def random_projection(n_features: int, dim: int, *, orthogonal: bool = True, gen
 def favor_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool, stabilize: bool = True):
     """FAVOR+ positive random features: E[phi(q) . phi(k)] = exp(q . k) (before stabilisation).
 
-    ``x`` is ``(..., D)``, ``projection`` is ``(m, D)`` from ``random_projection``;
-    returns ``(..., m)``. Scale queries and keys by ``D ** -0.25`` first to
+    ``x`` is ``(..., D)``, ``projection`` is ``(m, D)`` from ``random_projection``
+    (or a batch of them, ``(..., m, D)``); returns ``(..., m)``. Scale queries and keys by ``D ** -0.25`` first to
     estimate softmax attention's ``exp(q . k / sqrt(D))``.
     """
     fn = "favor_features"
     if not isinstance(x, torch.Tensor) or x.dtype not in _FLOAT_DTYPES or x.ndim < 1:
         raise TypeError(f"{fn}: x must be a floating tensor of shape (..., D), got {type(x).__name__}")
-    if not isinstance(projection, torch.Tensor) or projection.ndim != 2:
-        raise TypeError(f"{fn}: projection must be a 2-D tensor (m, D), got {getattr(projection, 'shape', projection)!r}")
-    if projection.shape[1] != x.shape[-1]:
+    if not isinstance(projection, torch.Tensor) or projection.ndim < 2:
+        raise TypeError(f"{fn}: projection must be a (m, D) tensor, got {getattr(projection, 'shape', projection)!r}")
+    if projection.shape[-1] != x.shape[-1]:
         raise ValueError(
-            f"{fn}: projection has {projection.shape[1]} columns but x has D = {x.shape[-1]}; expected (m, {x.shape[-1]})"
+            f"{fn}: projection has {projection.shape[-1]} columns but x has D = {x.shape[-1]}; expected (m, {x.shape[-1]})"
         )
     _check_flag(fn, "is_query", is_query)
     return reference.favor_features(x, projection, is_query=is_query, stabilize=stabilize)

@@ -113,24 +113,26 @@ def random_projection(n_features: int, dim: int, *, orthogonal: bool = True, gen
 def favor_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool, stabilize: bool = True):
     """phi(x) = exp(W x - |x|^2 / 2) / sqrt(m), so that E[phi(q) . phi(k)] = exp(q . k).
 
+    ``projection`` is ``(m, D)``, or ``(..., m, D)`` to draw several sets at once.
+
     With ``stabilize`` a constant is subtracted inside the exponent before it is
     taken: per row for queries, one for all keys. Either cancels between the
     numerator and the normaliser of attention, and it keeps exp from overflowing.
     """
-    wx = x @ projection.T.to(x.dtype)
+    wx = x @ projection.transpose(-1, -2).to(x.dtype)
     exponent = wx - 0.5 * (x * x).sum(-1, keepdim=True)
     if stabilize:
         if is_query:
             exponent = exponent - wx.amax(dim=-1, keepdim=True).detach()
         else:
             exponent = exponent - wx.amax(dim=(-1, -2), keepdim=True).detach()
-    return torch.exp(exponent) / math.sqrt(projection.shape[0])
+    return torch.exp(exponent) / math.sqrt(projection.shape[-2])
 
 
 def trig_features(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
     """The trigonometric random features exp(|x|^2/2) [sin(Wx), cos(Wx)] / sqrt(m) of Rahimi and Recht."""
-    wx = x @ projection.T.to(x.dtype)
-    scale = torch.exp(0.5 * (x * x).sum(-1, keepdim=True)) / math.sqrt(projection.shape[0])
+    wx = x @ projection.transpose(-1, -2).to(x.dtype)
+    scale = torch.exp(0.5 * (x * x).sum(-1, keepdim=True)) / math.sqrt(projection.shape[-2])
     return scale * torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1)
 
 
