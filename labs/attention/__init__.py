@@ -55,6 +55,7 @@ __all__ = [
 
 METHODS = ("auto", "quadratic", "recurrent", "chunk")
 TRITON_CHUNK_SIZES = (16, 32, 64, 128)  # tl.dot needs >= 16; the chunk's T x T tile must fit on chip
+MAX_TRITON_HEAD_DIM = 256  # one program holds a whole Dk-wide tile; wider heads use torch
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -113,7 +114,7 @@ def _chunk_numerator(fq: torch.Tensor, chunk_size: int):
     """The Triton kernel where the backend allows it and the chunk fits its tiles, else torch."""
     fits = (
         chunk_size in TRITON_CHUNK_SIZES
-        and max(fq.shape[-1], 1) <= 256
+        and fq.shape[-1] <= MAX_TRITON_HEAD_DIM
         and _backend.triton_dtype_ok(fq.dtype, fq.device)
     )
     if fits and _backend.use_triton(fq):
