@@ -1,0 +1,132 @@
+"""The chapter's experiment: tiny one-layer models learn associative recall.
+
+Each sequence holds ``n`` key-value pairs, one pair per position (the key's
+and the value's embeddings added), then a query position carrying one of the
+keys. The model must output that key's value. One attention layer suffices in
+principle: match the query against the keys, copy the value. How many pairs
+an attention form can keep apart is what the experiment measures.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..book import progress
+from . import (
+    GAU,
+    attention_entropy,
+    attention_weights,
+    favor_attention,
+    linear_attention,
+    linear_attention_weights,
+    random_projection,
+    rms_norm,
+    softmax_attention,
+)
+from .reference import elu_plus_one
+
+ATTENTION_KINDS = ("softmax", "linear", "linear+norm", "performer", "flash")
+
+
+def recall_batch(batch: int, n_pairs: int, *, n_keys: int = 64, n_values: int = 16, generator=None):
+    """(keys, values, query, target): ``n_pairs`` distinct keys per sequence, random values, one queried key."""
+    if not 1 <= n_pairs <= n_keys:
+        raise ValueError(f"recall_batch: n_pairs must be in [1, {n_keys}], got {n_pairs}")
+    keys = torch.rand(batch, n_keys, generator=generator).argsort(-1)[:, :n_pairs]
+    values = torch.randint(0, n_values, (batch, n_pairs), generator=generator)
+    which = torch.randint(0, n_pairs, (batch,), generator=generator)
+    rows = torch.arange(batch)
+    return keys, values, keys[rows, which], values[rows, which]
+
+
+class RecallModel(nn.Module):
+    """Embeddings -> one causal attention layer (``kind``) with a residual -> read the value at the query."""
+
+    def __init__(self, kind: str, *, d_model: int = 64, n_heads: int = 4, n_keys: int = 64, n_values: int = 16,
+                 n_features: int = 64, chunk_size: int = 8, seed: int = 0):
+        super().__init__()
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"RecallModel: kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+        g = torch.Generator().manual_seed(seed)
+        self.kind, self.n_heads = kind, n_heads
+        self.key_embed = nn.Embedding(n_keys, d_model)
+        self.value_embed = nn.Embedding(n_values, d_model)
+        self.query_marker = nn.Parameter(torch.zeros(d_model))
+        if kind == "flash":
+            self.mixer = GAU(d_model, s=32, causal=True, chunk_size=chunk_size)
+        else:
+            self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+            self.out = nn.Linear(d_model, d_model, bias=False)
+        if kind == "performer":
+            self.register_buffer("projection", random_projection(n_features, d_model // n_heads, generator=g))
+        self.norm = nn.LayerNorm(d_model)
+        self.readout = nn.Linear(d_model, n_values)
+        for p in self.parameters():  # the same initial weights for every seed-matched model
+            if p.ndim > 1:
+                nn.init.normal_(p, std=d_model**-0.5, generator=g)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "flash":
+            return self.mixer(x)
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.kind == "softmax":
+            o = softmax_attention(q, k, v, causal=True)
+        elif self.kind == "linear":
+            o = linear_attention(q, k, v, causal=True, method="chunk", chunk_size=16)
+        elif self.kind == "linear+norm":  # TransNormer-style: no division by the normaliser, normalise the output
+            o = rms_norm(linear_attention(q, k, v, causal=True, normalize=False, method="chunk", chunk_size=16))
+        else:
+            o = favor_attention(q, k, v, self.projection, causal=True, chunk_size=16)
+        return self.out(o.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, keys, values, query) -> torch.Tensor:
+        x = self.key_embed(keys) + self.value_embed(values)
+        x = torch.cat([x, (self.key_embed(query) + self.query_marker).unsqueeze(1)], dim=1)
+        x = x + self.attend(x)
+        return self.readout(self.norm(x[:, -1]))
+
+
+def train_recall(kind: str, *, steps: int = 300, batch: int = 64, max_pairs: int = 32, lr: float = 1e-2,
+                 seed: int = 0) -> tuple[RecallModel, list[float]]:
+    """Train a ``RecallModel`` on 2..``max_pairs`` pairs; return it and its training accuracy per step."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = RecallModel(kind, seed=seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    accuracy = []
+    for _ in progress(range(steps), desc=kind, leave=False):
+        n = int(torch.randint(2, max_pairs + 1, (1,), generator=g))
+        keys, values, query, target = recall_batch(batch, n, generator=g)
+        logits = model(keys, values, query)
+        loss = nn.functional.cross_entropy(logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        accuracy.append((logits.argmax(-1) == target).float().mean().item())
+    return model, accuracy
+
+
+@torch.no_grad()
+def recall_accuracy(model: RecallModel, n_pairs: int, *, batch: int = 512, seed: int = 1) -> float:
+    """Held-out accuracy with ``n_pairs`` pairs per sequence."""
+    keys, values, query, target = recall_batch(batch, n_pairs, generator=torch.Generator().manual_seed(seed))
+    return (model(keys, values, query).argmax(-1) == target).float().mean().item()
+
+
+@torch.no_grad()
+def query_entropy(model: RecallModel, n_pairs: int, *, batch: int = 256, seed: int = 2) -> torch.Tensor:
+    """Mean entropy (nats) of each head's attention from the query position, for softmax and linear models."""
+    if model.kind not in ("softmax", "linear"):
+        raise ValueError(f"query_entropy: only 'softmax' and 'linear' models expose weights, got {model.kind!r}")
+    keys, values, query, _ = recall_batch(batch, n_pairs, generator=torch.Generator().manual_seed(seed))
+    x = model.key_embed(keys) + model.value_embed(values)
+    x = torch.cat([x, (model.key_embed(query) + model.query_marker).unsqueeze(1)], dim=1)
+    b, t, d = x.shape
+    q, k, _ = model.qkv(x).view(b, t, 3, model.n_heads, d // model.n_heads).permute(2, 0, 3, 1, 4)
+    if model.kind == "softmax":
+        weights = attention_weights(q, k, causal=True)
+    else:
+        weights = linear_attention_weights(elu_plus_one(q), elu_plus_one(k), causal=True)
+    return attention_entropy(weights[:, :, -1]).mean(0)
