@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
-from ._threads import single_threaded
+from .._threads import single_threaded
 from .planning import epsilon_greedy_probs
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")

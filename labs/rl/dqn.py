@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checks
-from ._threads import single_threaded
+from .._threads import single_threaded
 from .mdp import sample_actions
 from .planning import uniform_policy
 

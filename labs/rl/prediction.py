@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
-from ._threads import single_threaded
+from .._threads import single_threaded
 from .mdp import sample_actions
 from .planning import markov_reward_process, on_policy_distribution
 

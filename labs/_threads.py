@@ -1,4 +1,4 @@
-"""The learning loops run thousands of tiny tensor operations, one per time step."""
+"""One CPU thread for code made of many tiny tensor operations (RL loops, small models, timings)."""
 
 from __future__ import annotations
 
