@@ -23,8 +23,8 @@ def _rope_kernel(
     HALF: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
     INTERLEAVED: tl.constexpr, SIGN: tl.constexpr, FP64: tl.constexpr,
 ):
-    block_t = tl.program_id(0)
-    head = tl.program_id(1).to(tl.int64)
+    head = tl.program_id(0).to(tl.int64)  # heads on axis 0: it allows 2^31 programs, axis 1 only 65535
+    block_t = tl.program_id(1)
     t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
     j = tl.arange(0, BLOCK_H)
     t_ok, j_ok = t < seq_len, j < HALF
@@ -78,7 +78,7 @@ def _launch(q, k, positions, inv_freq, interleaved: bool, sign: float):
     block_t = max(1, min(triton.next_power_of_2(seq_len), 4096 // block_h))
     fp64 = q.dtype == torch.float64
     compute = torch.float64 if fp64 else torch.float32
-    grid = (triton.cdiv(seq_len, block_t), max(n_q, n_k))
+    grid = (max(n_q, n_k), triton.cdiv(seq_len, block_t))
     _rope_kernel[grid](
         q, q if k is None else k, q_out, q_out if k is None else k_out,
         positions.to(compute).contiguous(), inv_freq.to(compute).contiguous(),

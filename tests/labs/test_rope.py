@@ -169,6 +169,15 @@ def test_triton_backward_matches_reference_autograd():
         assert rel_err(a, b) < 1e-6
 
 
+def test_single_tensor_backward_through_the_kernel():
+    x = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn_like(x)
+    positions, inv_freq = torch.arange(7.0, dtype=torch.float64) * 2.5, rope_frequencies(6)[0]
+    (ours,) = torch.autograd.grad(rope_qk_triton(x, None, positions, inv_freq, True)[0], x, dy)
+    (expected,) = torch.autograd.grad(reference.apply_rope(x, positions, inv_freq, True), x, dy)
+    torch.testing.assert_close(ours, expected)
+
+
 def test_public_functions_dispatch_to_triton_when_interpreting(monkeypatch):
     calls = []
     real = rope_qk_triton
