@@ -10,17 +10,12 @@ appends one JSON record per case to ``benchmarks/results/allreduce.jsonl``.
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name
+from labs.bench import append_results, device_name, run_header
 from labs.comm import busbw, spawn
 from labs.comm.experiment import time_allreduce
-from labs.provenance import book_commit
 
 
 def configurations():
@@ -40,13 +35,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     args = parser.parse_args()
 
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "allreduce",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("allreduce") | {
         "dtype": "float32",
         "anchor": "torch.distributed.all_reduce (the backend's own algorithm)",
     }
@@ -73,11 +62,7 @@ def main() -> None:
             print(f"{row['n_bytes']:>10} {record['median_ms']:9.3f} {record['anchor_median_ms']:11.3f} "
                   f"{record['busbw_gbps']:16.3f} {record['anchor_busbw_gbps']:19.3f}")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "allreduce.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'allreduce.jsonl'}")
+        append_results("allreduce", records)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,12 @@ The network is untrained: speed does not depend on the weights.
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
 import labs
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name, median_ms
+from labs.bench import append_results, median_ms, run_header
 from labs.diffusion import VPSDE, ScoreMLP, euler_maruyama, predictor_corrector, probability_flow_sample
-from labs.provenance import book_commit
 
 
 def cases(on_gpu: bool):
@@ -47,16 +42,7 @@ def main() -> None:
     hidden, depth = 128, 3
     torch.manual_seed(0)
     model = ScoreMLP(2, sde, hidden=hidden, depth=depth).to(dev).eval()
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "diffusion",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("diffusion", dev) | {
         "torch_threads": torch.get_num_threads(),
         "model": f"ScoreMLP(dim=2, hidden={hidden}, depth={depth}), float32",
         "sde": "VPSDE(0.1, 20, 1000)",
@@ -97,11 +83,7 @@ def main() -> None:
         records.append(record)
         print(f"{sampler:>22} {batch:8d} {steps:6d} {nfe:5d} {ms:10.1f} {record['samples_per_s']:12,.0f} {record['overhead']:9.2f}")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "diffusion.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'diffusion.jsonl'}")
+        append_results("diffusion", records)
 
 
 if __name__ == "__main__":

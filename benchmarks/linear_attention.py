@@ -15,18 +15,13 @@ Appends one JSON record per case to ``benchmarks/results/linear_attention.jsonl`
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 import torch.nn.functional as F
 
 import labs
-from labs._backend import triton_status
 from labs.attention import linear_attention
-from labs.bench import RESULTS_DIR, device_name, median_ms
-from labs.provenance import book_commit
+from labs.bench import append_results, median_ms, run_header
 
 CHUNK = 64
 
@@ -110,17 +105,8 @@ def main() -> None:
     if not on_gpu:
         torch.set_num_threads(1)  # one thread: steadier medians on a small, shared CPU
     fla_fn, fla_status = fla_chunk()
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "linear_attention",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
+    run = run_header("linear_attention", dev) | {
         "flash_linear_attention": fla_status,
-        "labs_commit": book_commit(),
         "chunk_size": CHUNK,
         "cpu_threads": torch.get_num_threads(),
         "anchor": "F.scaled_dot_product_attention(is_causal=True)" if on_gpu else "linear_attention(method='quadratic')",
@@ -142,11 +128,7 @@ def main() -> None:
             print(f"{r['shape'][2]:>6} {r['quadratic_ms']:13.2f} {r['chunk_ms']:9.2f} {rec_ms} "
                   f"{r['quadratic_largest_mib']:10.2f} {r['chunk_largest_mib']:10.2f}")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "linear_attention.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'linear_attention.jsonl'}")
+        append_results("linear_attention", records)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,11 @@ so the copy is the speed limit.
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
 import labs
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name, median_ms
-from labs.provenance import book_commit
+from labs.bench import append_results, median_ms, run_header
 from labs.rope import apply_rope_qk, reference, rope_frequencies
 
 
@@ -54,16 +49,7 @@ def main() -> None:
     dev = labs.device()
     on_gpu = dev.type == "cuda"
     liger, liger_status = liger_rope() if on_gpu else (None, "not timed on CPU")
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "rope",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("rope", dev) | {
         "anchor": "labs.rope.reference.apply_rope on q and k, eager",
         "copy": "q.clone() and k.clone() (device-to-device copy of the same bytes)",
         "liger": liger_status,
@@ -116,11 +102,7 @@ def main() -> None:
                   f"{eager_ms:9.3f} {liger_text} {record['gbps']:9.1f} {record['copy_gbps']:9.1f} "
                   f"{record['fraction_of_copy']:7.2f}")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "rope.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'rope.jsonl'}")
+        append_results("rope", records)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,11 @@ on a CPU it times the torch reference path, which is what a CPU reader runs.
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
 import labs
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name, median_ms
-from labs.provenance import book_commit
+from labs.bench import append_results, median_ms, run_header
 from labs.scaling import scaled_softmax
 
 
@@ -39,16 +34,7 @@ def main() -> None:
 
     dev = labs.device()
     on_gpu = dev.type == "cuda"
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "scaled_softmax",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("scaled_softmax", dev) | {
         "anchor": "torch.softmax(scale * x, -1), eager",
     }
     scale = 0.125
@@ -86,11 +72,7 @@ def main() -> None:
                 f"{anchor_ms:9.3f} {record['gbps']:10.1f} {record['speedup']:8.2f}"
             )
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "scaled_softmax.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'scaled_softmax.jsonl'}")
+        append_results("scaled_softmax", records)
 
 
 if __name__ == "__main__":

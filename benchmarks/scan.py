@@ -12,16 +12,11 @@ CPU it times the torch paths a CPU reader runs (there ``linear_scan`` is the loo
 from __future__ import annotations
 
 import argparse
-import json
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
 import labs
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name, median_ms
-from labs.provenance import book_commit
+from labs.bench import append_results, median_ms, run_header
 from labs.ssm import linear_scan
 from labs.ssm.reference import linear_scan_cumsum, linear_scan_reference
 
@@ -52,16 +47,7 @@ def main() -> None:
     dev = labs.device()
     on_gpu = dev.type == "cuda"
     outside, outside_why = third_party()
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "scan",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("scan", dev) | {
         "anchor": "device-to-device copy of one tensor (y.copy_(x))",
         "third_party": outside_why,
     }
@@ -107,11 +93,7 @@ def main() -> None:
                 records.append(record)
                 print(f"{f'{rows} x {L}':>14} {name:>8} {impl:>10} {ms:9.3f} {gbps:8.1f} {100 * gbps / copy_gbps:6.0f}%")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "scan.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'scan.jsonl'}")
+        append_results("scan", records)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,13 @@ CUDA when present (the vectorised path; the loop is timed on the same device).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import uuid
-from datetime import datetime, timezone
 
 import torch
 
 import labs
 from labs import rl
-from labs._backend import triton_status
-from labs.bench import RESULTS_DIR, device_name
-from labs.provenance import book_commit
+from labs.bench import append_results, run_header
 
 
 def td0_case(mdp, runs, generator):
@@ -59,16 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     dev = labs.device()
-    run = {
-        "run_id": uuid.uuid4().hex[:12],
-        "benchmark": "td",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(dev),
-        "device_kind": dev.type,
-        "backend": labs.backend_info(),
-        "torch": torch.__version__,
-        "triton": triton_status()[1],
-        "labs_commit": book_commit(),
+    run = run_header("td", dev) | {
         "anchor": "the same labs.rl function called once per run (runs=1) in a Python loop",
         "episodes": EPISODES,
     }
@@ -88,11 +74,7 @@ def main() -> None:
             records.append(record)
             print(f"{name:>18} {runs:6d} {rate:19,.0f} {loop_rate:13,.0f} {rate / loop_rate:8.1f}")
     if not args.no_record:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "td.jsonl", "a") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} records to {RESULTS_DIR / 'td.jsonl'}")
+        append_results("td", records)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,27 @@ import os
 import platform
 import statistics
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import torch
 
-from .provenance import REPO_ROOT
+from ._backend import backend_info, triton_status
+from .provenance import REPO_ROOT, book_commit
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
+def _results_path(name: str, caller: str):
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"{caller}: name must be a benchmark name like 'scaled_softmax', got {name!r}")
+    return RESULTS_DIR / f"{name}.jsonl"
+
+
 def load_results(name: str) -> list[dict]:
     """All records of ``benchmarks/results/<name>.jsonl``, oldest first ([] if none yet)."""
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"load_results: name must be a benchmark name like 'scaled_softmax', got {name!r}")
-    path = RESULTS_DIR / f"{name}.jsonl"
+    path = _results_path(name, "load_results")
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -66,3 +73,31 @@ def device_name(dev: torch.device) -> str:
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model}, {os.cpu_count()} cores"
+
+
+def run_header(benchmark: str, dev: torch.device | None = None) -> dict:
+    """The fields every record of one benchmark run shares: run id, date, versions, commit, device.
+
+    ``dev=None`` leaves the device out, for benchmarks that name it per case.
+    """
+    run = {
+        "run_id": uuid.uuid4().hex[:12],
+        "benchmark": benchmark,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "triton": triton_status()[1],
+        "labs_commit": book_commit(),
+    }
+    if dev is not None:
+        run |= {"device": device_name(dev), "device_kind": dev.type, "backend": backend_info()}
+    return run
+
+
+def append_results(benchmark: str, records: list[dict]) -> None:
+    """Append ``records`` to ``benchmarks/results/<benchmark>.jsonl``, one JSON object per line."""
+    path = _results_path(benchmark, "append_results")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as out:
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+    print(f"appended {len(records)} records to {path}")

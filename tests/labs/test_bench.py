@@ -1,6 +1,8 @@
 import pytest
+import torch
 
-from labs.bench import latest_run, load_results, median_ms
+import labs.bench
+from labs.bench import append_results, latest_run, load_results, median_ms, run_header
 
 
 def test_median_ms_times_a_call():
@@ -34,3 +36,19 @@ def test_device_name_is_readable():
 
     name = device_name(torch.device("cpu"))
     assert name.endswith("cores") and len(name) > len(" cores")
+
+
+def test_run_header_names_the_run_and_optionally_the_device():
+    plain = run_header("demo")
+    assert plain["benchmark"] == "demo" and len(plain["run_id"]) == 12 and "device" not in plain
+    on_cpu = run_header("demo", torch.device("cpu"))
+    assert on_cpu["device_kind"] == "cpu" and on_cpu["run_id"] != plain["run_id"]
+
+
+def test_append_results_round_trips_through_load_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(labs.bench, "RESULTS_DIR", tmp_path / "results")
+    append_results("demo", [{"run_id": "a", "x": 1}])
+    append_results("demo", [{"run_id": "b", "x": 2}])
+    assert [r["x"] for r in load_results("demo")] == [1, 2]
+    with pytest.raises(ValueError, match="append_results: name must be"):
+        append_results("a/b", [])
