@@ -58,3 +58,14 @@ def test_every_chapter_follows_the_anatomy():
         code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
         assert "labs.seed(" in code[0], f"{path.name}: the first code cell must seed"
         assert code[-1].strip() == "labs.provenance()", f"{path.name}: must end with the provenance footer"
+
+
+def test_figure_names_and_targets_are_unique_across_chapters():
+    # Sphinx labels are global to the book: two chapters naming a figure "fig-digits" is a -W failure.
+    seen: dict[str, str] = {}
+    for page in sorted((ROOT / "book").glob("*.md")):
+        text = page.read_text().split("\n---\n", 1)[-1]  # skip the jupytext header (kernelspec name: python3)
+        labels = re.findall(r"^\s+name: ([\w-]+)$", text, flags=re.M) + re.findall(r"^\(([\w-]+)\)=$", text, flags=re.M)
+        for label in labels:
+            assert label not in seen, f"label {label!r} is used by {seen[label]} and {page.name}"
+            seen[label] = page.name
