@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _backend
+from .._checks import whole_number
 from . import reference
 from .chunk import causal_chunk_numerator, linear_attention_chunk
 from .gau import GAU, mixed_chunk_weights, squared_relu_attention
@@ -153,8 +154,7 @@ def linear_attention(
     phi = _feature_map(feature_map)
     if method not in METHODS:
         raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{fn}: chunk_size must be a positive int, got {chunk_size!r}")
+    whole_number(fn, "chunk_size", chunk_size)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"{fn}: eps must be a finite number >= 0, got {eps!r}")
     fq, fk = phi(q), phi(k)
@@ -176,8 +176,7 @@ def random_projection(n_features: int, dim: int, *, orthogonal: bool = True, gen
                       dtype=torch.float32) -> torch.Tensor:
     """``(n_features, dim)`` random directions w ~ N(0, I) for FAVOR+, in orthogonal blocks by default."""
     for name, value in (("n_features", n_features), ("dim", dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"random_projection: {name} must be a positive int, got {value!r}")
+        whole_number("random_projection", name, value)
     _check_flag("random_projection", "orthogonal", orthogonal)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"random_projection: generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -225,7 +224,6 @@ def mixed_chunk_attention(q, k, q_lin, k_lin, v, *, chunk_size: int, causal: boo
             raise ValueError(f"{fn}: {name} must have the shape of q {tuple(q.shape)}, got {tuple(x.shape)}")
     if v.shape[:2] != q.shape[:2]:
         raise ValueError(f"{fn}: v must be (B, T, e) with the (B, T) of q = {tuple(q.shape[:2])}, got {tuple(v.shape)}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{fn}: chunk_size must be a positive int, got {chunk_size!r}")
+    whole_number(fn, "chunk_size", chunk_size)
     _check_flag(fn, "causal", causal)
     return _mixed_chunk_attention(q, k, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal)

@@ -19,6 +19,8 @@ import numbers
 import torch
 import torch.distributed as dist
 
+from .._checks import whole_number
+
 from .cost import algbw, allreduce_cost_reference, busbw, cost_terms, schedule_cost
 from .launch import RankFailed, spawn_reference
 from .ring import ring_all_gather_, ring_reduce_scatter_
@@ -48,11 +50,6 @@ _DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.in
 def _check_algorithm(name: str, algorithm) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{name}: algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
-
-
-def _check_count(name: str, arg: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}: {arg} must be an int >= {minimum}, got {value!r}")
 
 
 def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
@@ -86,7 +83,7 @@ def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta
     ``gamma``: seconds per byte reduced.
     """
     _check_algorithm("allreduce_cost", algorithm)
-    _check_count("allreduce_cost", "p", p, 1)
+    whole_number("allreduce_cost", "p", p)
     for arg, value in [("n_bytes", n_bytes), ("alpha", alpha), ("beta", beta), ("gamma", gamma)]:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             raise ValueError(f"allreduce_cost: {arg} must be a finite number >= 0, got {value!r}")
@@ -164,7 +161,7 @@ def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 12
             f"spawn: fn must be importable by the new processes (defined at the top level of a module), "
             f"got {getattr(fn, '__qualname__', fn)!r} from module {getattr(fn, '__module__', None)!r}"
         )
-    _check_count("spawn", "world_size", world_size, 1)
+    whole_number("spawn", "world_size", world_size)
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"spawn: backend must be 'gloo' or 'nccl', got {backend!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:

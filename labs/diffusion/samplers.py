@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from .._checks import whole_number
 from .sde import SDE, ScoreFn, _bcast, _check_shape
 from .solvers import dormand_prince, fixed_step
 
@@ -32,8 +33,8 @@ def _check_common(owner: str, sde, score_fn, n_steps, eps) -> None:
         raise TypeError(f"{owner}: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
     if not callable(score_fn):
         raise TypeError(f"{owner}: score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}")
-    if n_steps is not None and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
-        raise ValueError(f"{owner}: n_steps must be a positive int, got {n_steps!r}")
+    if n_steps is not None:
+        whole_number(owner, "n_steps", n_steps)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
         raise ValueError(f"{owner}: eps (the cut-off time near t = 0) must lie in (0, 1), got {eps!r}")
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from .._checks import whole_number
+
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -20,12 +22,6 @@ def _positive(name: str, owner: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {name} must be a positive finite number, got {value!r}")
     return float(value)
-
-
-def _steps(owner: str, N) -> int:
-    if isinstance(N, bool) or not isinstance(N, int) or N < 2:
-        raise ValueError(f"{owner}: N (number of discrete steps) must be an int >= 2, got {N!r}")
-    return N
 
 
 def check_state(owner: str, x) -> None:
@@ -63,7 +59,7 @@ class SDE:
     T = 1.0
 
     def __init__(self, N: int):
-        self.N = _steps(type(self).__name__, N)
+        self.N = whole_number(type(self).__name__, "N (number of discrete steps)", N, minimum=2)
 
     # -- subclasses --------------------------------------------------------
     def _coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,21 +7,16 @@ import math
 import torch
 from torch import nn
 
+from .._checks import whole_number
 from ..book import progress
 from .sde import SDE, _bcast, check_state
 
 # -- data ------------------------------------------------------------------
 
 
-def _check_n(owner: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{owner}: n must be a positive int, got {n!r}")
-    return n
-
-
 def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
     """Two interleaved half circles (as in scikit-learn's make_moons), centred, (n, 2) float32."""
-    _check_n("two_moons", n)
+    whole_number("two_moons", "n", n)
     angle = math.pi * torch.rand(n, generator=generator)
     upper = torch.rand(n, generator=generator) < 0.5
     x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
@@ -32,7 +27,7 @@ def two_moons(n: int, noise: float = 0.05, generator: torch.Generator | None = N
 
 def swiss_roll(n: int, noise: float = 0.3, generator: torch.Generator | None = None) -> torch.Tensor:
     """A 2-D Swiss roll: a spiral of 1.5 turns, scaled to about unit spread, (n, 2) float32."""
-    _check_n("swiss_roll", n)
+    whole_number("swiss_roll", "n", n)
     angle = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
     points = torch.stack([angle * torch.cos(angle), angle * torch.sin(angle)], dim=1)
     return (points + noise * torch.randn(n, 2, generator=generator)) / 7.0
@@ -40,7 +35,7 @@ def swiss_roll(n: int, noise: float = 0.3, generator: torch.Generator | None = N
 
 def checkerboard(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform on the 8 dark squares of a 4 x 4 board on [-2, 2]^2, (n, 2) float32."""
-    _check_n("checkerboard", n)
+    whole_number("checkerboard", "n", n)
     x = 4 * torch.rand(n, generator=generator) - 2
     column = torch.floor(x + 2)
     y = torch.rand(n, generator=generator) + 2 * torch.randint(0, 2, (n,), generator=generator) - 2

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from .._checks import whole_number
+
 
 def real(fn: str, name: str, value, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
     """``value`` as a float in [low, high] (or (low, high] with ``low_open``), else a ValueError."""
@@ -31,9 +33,7 @@ def epsilon(fn: str, value) -> float:
 
 
 def count(fn: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
-    return value
+    return whole_number(fn, name, value)
 
 
 def mdp(fn: str, value):

@@ -12,11 +12,12 @@ import math
 
 import torch
 
+from .._checks import whole_number
+
 
 def _check(fn, n_states, **counts):
     for name, value in {"n_states": n_states, **counts}.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+        whole_number(fn, name, value)
 
 
 def _chain(features: torch.Tensor) -> torch.Tensor:

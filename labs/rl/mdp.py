@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import whole_number
+
 LEFT_RIGHT = ("left", "right")
 COMPASS = ("up", "right", "down", "left")
 COMPASS_STAY = ("up", "right", "down", "left", "stay")
@@ -149,8 +151,7 @@ def random_walk(n_states: int = 5, *, left_reward: float = 0.0) -> TabularMDP:
 def random_walk_1000(n_states: int = 1000, max_jump: int = 100) -> TabularMDP:
     """Sutton & Barto's Example 9.1: states 1..1000, start at 500; each step jumps uniformly
     1..100 states left or right; reward -1 at the left end, +1 at the right end."""
-    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 2:
-        raise ValueError(f"random_walk_1000: n_states must be an int >= 2, got {n_states!r}")
+    whole_number("random_walk_1000", "n_states", n_states, minimum=2)
     jumps = {k: 1.0 / max_jump for k in range(1, max_jump + 1)}
     mdp = _terminal_ends(n_states, -1.0, 1.0, {0: {-k: p for k, p in jumps.items()}, 1: jumps})
     mdp.start.zero_()

@@ -14,6 +14,7 @@ import math
 import torch
 
 from .. import _backend
+from .._checks import whole_number
 from . import reference
 
 __all__ = [
@@ -31,8 +32,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _positive_int(fn: str, name: str, value, *, even: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    value = whole_number(fn, name, value)
     if even and value % 2:
         raise ValueError(f"{fn}: {name} must be even (RoPE rotates pairs of coordinates), got {value}")
     return value

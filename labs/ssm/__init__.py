@@ -13,6 +13,7 @@ import math
 import torch
 
 from .. import _backend
+from .._checks import whole_number
 from . import memory as _memory
 from . import reference as _ref
 from .memory import MEASURES, METHODS, legs_lti_basis
@@ -45,8 +46,7 @@ def _method(fn: str, method) -> None:
 
 
 def _size(fn: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be an int >= 1, got {value!r}")
+    whole_number(fn, name, value)
 
 
 def _positive(fn: str, name: str, value) -> None:

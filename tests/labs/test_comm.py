@@ -135,9 +135,9 @@ def test_simulate_rejects_bad_input():
 def test_allreduce_cost_rejects_bad_input():
     with pytest.raises(ValueError, match="allreduce_cost: algorithm"):
         allreduce_cost("tree", 4, 10, alpha=1, beta=1)
-    with pytest.raises(ValueError, match="allreduce_cost: p must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="allreduce_cost: p must be a positive int, got 0"):
         allreduce_cost("ring", 0, 10, alpha=1, beta=1)
-    with pytest.raises(ValueError, match="allreduce_cost: p must be an int >= 1, got 2.5"):
+    with pytest.raises(ValueError, match="allreduce_cost: p must be a positive int, got 2.5"):
         allreduce_cost("ring", 2.5, 10, alpha=1, beta=1)
     with pytest.raises(ValueError, match="allreduce_cost: beta must be a finite number >= 0"):
         allreduce_cost("ring", 2, 10, alpha=1, beta=-1)

@@ -50,7 +50,7 @@ def test_mismatched_shapes_across_ranks_raise_a_clear_error():
 def test_spawn_rejects_bad_input():
     with pytest.raises(ValueError, match="spawn: fn must be importable"):
         spawn(lambda: 1, 2)
-    with pytest.raises(ValueError, match="spawn: world_size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="spawn: world_size must be a positive int, got 0"):
         spawn(fail_on_rank, 0)
     with pytest.raises(ValueError, match="spawn: backend must be 'gloo' or 'nccl'"):
         spawn(fail_on_rank, 2, backend="mpi")
