@@ -1,4 +1,4 @@
-"""One CPU thread for code made of many tiny tensor operations (RL loops, small models, timings)."""
+"""The book's one way to choose the CPU thread count: scoped, and always restored."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import contextlib
 
 import torch
 
+from ._checks import whole_number
+
 
 @contextlib.contextmanager
-def single_threaded():
-    """Run the block (or, as a decorator, the function) with one intra-op CPU thread, then restore.
+def threads(n: int):
+    """Run the block (or, as a decorator, the function) with ``n`` intra-op CPU threads, then restore.
 
-    On tensors of a few hundred elements, waking a pool of threads costs more than the work
-    itself, and on a busy machine a waiting thread can stall every operation by milliseconds.
+    ``threads(1)`` suits code made of many tiny tensor operations (RL loops, small models,
+    timings of small kernels): on tensors of a few hundred elements, waking a pool of
+    threads costs more than the work, and on a busy machine a waiting thread can stall
+    every operation by milliseconds.
     """
+    n = whole_number("threads", "n", n)
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
-        yield
+        yield n
     finally:
         torch.set_num_threads(previous)

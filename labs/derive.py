@@ -1,17 +1,45 @@
 """Executable derivations: every written step is also asserted.
 
 ``assert_equal`` checks a symbolic step with SymPy; ``assert_close`` checks a
-step numerically in float64 where symbols cannot reach.
+step numerically in float64 where symbols cannot reach; ``assert_less``,
+``assert_at_most`` and ``assert_between`` check inequalities. Every check
+prints both sides when it fails, so no chapter needs a bare ``assert``.
+
+Every verdict goes through ``judge``: with ``LABS_CHECK_LOG=<file>`` each one
+is appended there as a JSON line, and with ``LABS_CHECKS=report`` a failing
+check prints its message instead of raising, so a run can list every check
+that fails (``make seeds`` uses both).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import numpy as np
 import sympy
 
 
 class DerivationError(AssertionError):
-    """A derivation step that does not hold."""
+    """A derivation step or an empirical claim that does not hold."""
+
+
+def judge(ok: bool, step: str | None, kind: str, message: str) -> bool:
+    """Record one check's verdict; raise ``DerivationError(message)`` if it failed (unless reporting).
+
+    Returns ``ok``. The one place every check in ``labs`` ends, so that a log of
+    verdicts and the report mode cover all of them.
+    """
+    log = os.environ.get("LABS_CHECK_LOG", "").strip()
+    if log:
+        with open(log, "a") as out:
+            out.write(json.dumps({"step": step, "kind": kind, "ok": bool(ok), "message": "" if ok else message}) + "\n")
+    if not ok:
+        if os.environ.get("LABS_CHECKS", "raise") == "report":
+            print(f"CHECK FAILED ({kind}): {message}")
+        else:
+            raise DerivationError(message)
+    return bool(ok)
 
 
 def _as_sympy(value, name: str):
@@ -49,18 +77,21 @@ def assert_equal(lhs, rhs, *, step: str | None = None, show: bool = False) -> No
             f"{_label(step)}: the sides have different shapes, lhs {_shape(left)} vs rhs {_shape(right)}"
         )
     difference = left - right
-    if not _is_zero(difference):
+    holds = _is_zero(difference)
+    if not holds:
         simplified = (
             difference.applyfunc(sympy.simplify)
             if isinstance(difference, sympy.MatrixBase)
             else sympy.simplify(difference)
         )
-        raise DerivationError(
+        judge(False, step, "equal", (
             f"{_label(step)} does not hold:\n"
             f"  lhs = {sympy.sstr(left)}\n"
             f"  rhs = {sympy.sstr(right)}\n"
             f"  lhs - rhs simplifies to {sympy.sstr(simplified)}"
-        )
+        ))
+        return
+    judge(True, step, "equal", "")
     if show:
         from IPython.display import Math, display
 
@@ -79,11 +110,74 @@ def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, st
     if not np.allclose(a, b, rtol=rtol, atol=atol):
         error = np.abs(a - b)
         worst = np.unravel_index(np.argmax(error), error.shape) if error.ndim else ()
-        raise DerivationError(
+        judge(False, step, "close", (
             f"{_label(step)} does not hold numerically (rtol={rtol}, atol={atol}):\n"
             f"  largest |actual - expected| = {error.max():.3e} at index {worst}: "
             f"actual {a[worst]!r} vs expected {b[worst]!r}"
-        )
+        ))
+        return
+    judge(True, step, "close", "")
+
+
+def _inequality(kind: str, actual, bound, holds, relation: str, step: str | None) -> None:
+    a = np.asarray(_to_numpy(actual, "actual"), dtype=np.float64)
+    b = np.asarray(_to_numpy(bound, "bound"), dtype=np.float64)
+    try:
+        a_full, b_full = np.broadcast_arrays(a, b)
+    except ValueError:
+        raise DerivationError(f"{_label(step)}: shapes do not broadcast, actual {a.shape} vs bound {b.shape}") from None
+    ok = holds(a_full, b_full)  # NaN compares False, so a NaN never passes
+    if ok.all():
+        judge(True, step, kind, "")
+        return
+    failing = np.argwhere(~ok) if ok.ndim else np.zeros((1, 0), dtype=int)
+    worst = tuple(int(i) for i in failing[0])
+    count = f" ({len(failing)} of {ok.size} entries fail; first shown)" if ok.ndim else ""
+    judge(False, step, kind, (
+        f"{_label(step)} does not hold: expected actual {relation} bound{count}\n"
+        f"  actual = {float(a_full[worst])!r}, bound = {float(b_full[worst])!r}" + (f" at index {worst}" if worst else "")
+    ))
+
+
+def assert_less(actual, bound, *, step: str | None = None) -> None:
+    """Assert ``actual < bound`` (element-wise, broadcasting), printing both sides on failure."""
+    _inequality("less", actual, bound, np.less, "<", step)
+
+
+def assert_at_most(actual, bound, *, step: str | None = None) -> None:
+    """Assert ``actual <= bound`` (element-wise, broadcasting), printing both sides on failure."""
+    _inequality("at_most", actual, bound, np.less_equal, "<=", step)
+
+
+def assert_greater(actual, bound, *, step: str | None = None) -> None:
+    """Assert ``actual > bound`` (element-wise, broadcasting), printing both sides on failure."""
+    _inequality("greater", actual, bound, np.greater, ">", step)
+
+
+def assert_at_least(actual, bound, *, step: str | None = None) -> None:
+    """Assert ``actual >= bound`` (element-wise, broadcasting), printing both sides on failure."""
+    _inequality("at_least", actual, bound, np.greater_equal, ">=", step)
+
+
+def assert_between(actual, low, high, *, step: str | None = None) -> None:
+    """Assert ``low <= actual <= high`` (element-wise), printing the value and the range on failure."""
+    a = np.asarray(_to_numpy(actual, "actual"), dtype=np.float64)
+    lo = np.asarray(_to_numpy(low, "low"), dtype=np.float64)
+    hi = np.asarray(_to_numpy(high, "high"), dtype=np.float64)
+    if np.any(lo > hi):
+        raise ValueError(f"assert_between: low must be <= high, got low={low!r}, high={high!r}")
+    _inequality("between", a, lo, np.greater_equal, ">= low", step)
+    _inequality("between", a, hi, np.less_equal, "<= high", step)
+
+
+def assert_true(condition, *, step: str, detail: str = "") -> None:
+    """Assert a boolean fact that is not a comparison of numbers (a set equality, a dtype).
+
+    ``detail`` says what was found, for the failure message.
+    """
+    if not isinstance(condition, (bool, np.bool_)):
+        raise TypeError(f"assert_true: condition must be a bool, got {type(condition).__name__}")
+    judge(bool(condition), step, "true", f"{_label(step)} does not hold" + (f": {detail}" if detail else ""))
 
 
 def _to_numpy(value, name: str):

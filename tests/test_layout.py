@@ -69,3 +69,34 @@ def test_figure_names_and_targets_are_unique_across_chapters():
         for label in labels:
             assert label not in seen, f"label {label!r} is used by {seen[label]} and {page.name}"
             seen[label] = page.name
+
+
+def _chapter_code():
+    """(chapter file name, code cell source) for every executed chapter."""
+    import jupytext
+
+    for path in sorted((ROOT / "book").glob("*.md")):
+        notebook = jupytext.read(path)
+        if "kernelspec" in notebook.metadata:
+            yield from ((path.name, cell.source) for cell in notebook.cells if cell.cell_type == "code")
+
+
+# One way to do each thing (issue 12): what a chapter's code may not do by hand, and what to use instead.
+FORBIDDEN_IN_CHAPTERS = {
+    r"^\s*assert\s": "a bare assert prints nothing useful: use labs.derive / labs.claims checks",
+    r"set_num_threads": "the thread count is scoped: use `with labs.threads(n):`",
+    r"cuda\.is_available|[\"']cuda[\"']": "ask labs.device() where to run (LABS_DEVICE must reach every cell)",
+    r"manual_seed|np\.random\.seed|default_rng": "derive random streams from the book seed: labs.generator(stream)",
+    r"perf_counter|time\.time\(": "time with labs.bench.median_ms, the book's one timer",
+    r"labs\.seed\(\s*\d": "labs.seed() takes the book seed from LABS_SEED; do not fix it in a chapter",
+}
+
+
+def test_chapters_use_the_shared_mechanisms():
+    found = []
+    for name, source in _chapter_code():
+        for pattern, why in FORBIDDEN_IN_CHAPTERS.items():
+            for line in source.splitlines():
+                if re.search(pattern, line, flags=re.M):
+                    found.append(f"{name}: {line.strip()!r}: {why}")
+    assert not found, "\n".join(found)

@@ -3,7 +3,11 @@
 The converted notebooks live in a temporary folder and are never committed.
 ``--nbval-lax`` runs every cell and fails on any error; the chapters' own
 asserts are the checks. Each chapter runs in its own pytest process so its
-output is reported whole when it fails.
+output is reported whole when it fails, with nbval's wait for cell output
+raised (``nbval_patience.py``) so that a busy machine does not fail a chapter.
+
+``LABS_CHECK_LOG_DIR=<dir>`` logs every check a chapter judges to
+``<dir>/<chapter>.jsonl`` (``make seeds`` reads them).
 """
 
 import os
@@ -27,9 +31,12 @@ def test_chapter_executes(chapter, tmp_path):
     notebook = tmp_path / f"{chapter.stem}.ipynb"
     jupytext.write(jupytext.read(chapter), notebook)
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "LABS_BOOK_BUILD")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+    if env.get("LABS_CHECK_LOG_DIR"):
+        env["LABS_CHECK_LOG"] = str(Path(env["LABS_CHECK_LOG_DIR"]) / f"{chapter.stem}.jsonl")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-         "-p", "no:xdist", "-q", str(notebook)],
+         "-p", "no:xdist", "-p", "nbval_patience", "-q", str(notebook)],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, f"{chapter.name} failed under nbval:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
-from .._threads import single_threaded
+from .._threads import threads
 from .planning import epsilon_greedy_probs
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")
@@ -45,7 +45,7 @@ def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) 
     return torch.where(u[:, 1] < epsilon, random_action, greedy_action)
 
 
-@single_threaded()
+@threads(1)
 def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None,
                max_steps: int = 1_000_000, fn: str = "td_control") -> ControlResult:
     """Learn ``Q`` with ``method`` (one of ``METHODS``) for ``episodes`` episodes in each of ``runs`` runs.
@@ -123,7 +123,7 @@ def expected_sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=
                       gamma=gamma, generator=generator, fn="expected_sarsa")
 
 
-@single_threaded()
+@threads(1)
 def greedy_return(mdp, q: torch.Tensor, *, max_steps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Follow the greedy policy of each run's ``q`` (runs, S, A) from the start state, without
     exploration: ``(return, steps)`` per run (a run still going after ``max_steps`` stops there)."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checks
-from .._threads import single_threaded
+from .._threads import threads
 from .mdp import sample_actions
 from .planning import uniform_policy
 
@@ -65,7 +65,7 @@ class ReplayBuffer:
         return tuple(store[index] for store in self.data)
 
 
-@single_threaded()
+@threads(1)
 def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 128, hidden: int = 64,
         lr: float = 3e-3, target_every: int = 100, capacity: int = 20_000, seed: int = 0) -> DQNResult:
     """Train a Q-network on a grid world from a uniformly random behaviour policy run in ``envs``

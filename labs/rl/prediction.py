@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
-from .._threads import single_threaded
+from .._threads import threads
 from .mdp import sample_actions
 from .planning import markov_reward_process, on_policy_distribution
 
@@ -38,7 +38,7 @@ class Transitions(NamedTuple):
     active: torch.Tensor
 
 
-@single_threaded()
+@threads(1)
 def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator=None) -> Transitions:
     """Run ``policy`` in ``runs`` independent copies of ``mdp`` until each has finished ``episodes``
     episodes. One Python step per time step, all runs in one tensor operation."""
@@ -63,7 +63,7 @@ def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator=None)
     return Transitions(*(torch.stack(column) for column in zip(*steps)))
 
 
-@single_threaded()
+@threads(1)
 def returns(stream: Transitions, gamma: float) -> torch.Tensor:
     """The return ``G_t = R_{t+1} + gamma G_{t+1}`` of every step, restarting at episode ends."""
     G = torch.zeros_like(stream.rewards)
@@ -75,7 +75,7 @@ def returns(stream: Transitions, gamma: float) -> torch.Tensor:
     return G
 
 
-@single_threaded()
+@threads(1)
 def linear_prediction(stream, features, *, alpha, gamma, init, method: str, episodes: int) -> torch.Tensor:
     """Walk ``stream`` once with the linear TD or MC update; weights after every episode,
     (runs, episodes + 1, d)."""

@@ -72,3 +72,13 @@ def test_triton_dtypes_on_cpu(dtype):
 
 def test_integer_dtype_has_no_triton_path():
     assert not _backend.triton_dtype_ok(torch.int32, torch.device("cpu"))
+
+
+def test_labs_device_cpu_wins_over_cuda(monkeypatch):
+    """LABS_DEVICE=cpu keeps everything on the CPU even where CUDA is available."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LABS_DEVICE", raising=False)
+    assert _backend.device() == torch.device("cuda")
+    monkeypatch.setenv("LABS_DEVICE", "cpu")
+    assert _backend.device() == torch.device("cpu")
+    assert _backend.kernel_path()[0] in ("torch", "triton-interpret")
