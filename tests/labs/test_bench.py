@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -52,3 +54,60 @@ def test_append_results_round_trips_through_load_results(tmp_path, monkeypatch):
     assert [r["x"] for r in load_results("demo")] == [1, 2]
     with pytest.raises(ValueError, match="append_results: name must be"):
         append_results("a/b", [])
+
+
+def _record(run_id, device_kind, **overrides):
+    record = dict.fromkeys(labs.bench.RECORD_KEYS)
+    record |= {
+        "run_id": run_id, "benchmark": "rope", "date": "2026-11-23T10:00:00+00:00",
+        "device": "NVIDIA H100 80GB HBM3" if device_kind == "cuda" else "AMD EPYC, 2 cores",
+        "device_kind": device_kind, "kernel_path": "device cuda (auto); Triton kernels", "torch": "2.11.0",
+        "triton": "triton 3.6.0", "labs_commit": "abc123", "threads": 1, "op": "apply_rope_qk",
+        "shape": {"q": [4, 32, 4096, 128], "k": [4, 8, 4096, 128]}, "dtype": "bfloat16", "pass": "forward",
+        "median_ms": 0.5, "anchor": "eager torch", "anchor_median_ms": 2.0, "gbps": 2500.0,
+        "copy_gbps": 3000.0, "fraction_of_copy": 2500.0 / 3000.0, "params": {},
+    }
+    return record | overrides
+
+
+def test_show_gpu_results_renders_the_latest_gpu_run(tmp_path):
+    records = [
+        _record("old", "cuda", device="NVIDIA A100", median_ms=9.0),
+        _record("new", "cuda", median_ms=0.5),
+        _record("new", "cuda", **{"pass": "fwd+bwd", "median_ms": 1.5, "anchor_median_ms": 3.0}),
+        _record("cpu", "cpu", median_ms=70.0),
+    ]
+    (tmp_path / "rope.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shown = labs.bench.show_gpu_results("rope", results_dir=tmp_path)
+    text, page = repr(shown), shown._repr_html_()
+    for where in (text, page):
+        assert "NVIDIA H100 80GB HBM3" in where and "A100" not in where and "AMD EPYC" not in where
+        assert "2026-11-23" in where and "2.11.0" in where and "triton 3.6.0" in where and "1 CPU thread" in where
+        assert "q 4x32x4096x128, k 4x8x4096x128" in where and "eager torch" in where
+        assert "83.3%" in where  # the fraction of copy bandwidth
+        assert "0.25" in where and "0.5" in where  # ours/anchor of both passes
+        assert "TFLOP/s" not in where  # no record has one: the column is left out
+    assert page.count("<tr>") == 3 and "<table>" in page
+    rows = text.splitlines()[-2:]
+    assert rows[0].split()[:4] == ["apply_rope_qk", "q", "4x32x4096x128,", "k"] and "fwd+bwd" in rows[1]
+
+
+def test_show_gpu_results_says_honestly_when_there_is_no_gpu_run(tmp_path):
+    (tmp_path / "scan.jsonl").write_text(json.dumps(_record("cpu", "cpu")) + "\n")
+    for results_dir in (tmp_path, tmp_path / "empty"):
+        shown = labs.bench.show_gpu_results("scan", results_dir=results_dir)
+        assert repr(shown) == ("No GPU run of benchmarks/scan.py is recorded yet: run `make bench` on a CUDA "
+                               "machine to record one.")
+        assert shown._repr_html_() == f"<p>{repr(shown)}</p>"
+
+
+def test_show_gpu_results_refuses_a_name_that_is_not_a_benchmark(tmp_path, monkeypatch):
+    monkeypatch.setattr(labs.bench, "RESULTS_DIR", tmp_path)
+    for bad in ("ropee", "../rope", "", None, 3):
+        with pytest.raises(ValueError, match="show_gpu_results: benchmark must be one of 'allreduce'"):
+            labs.bench.show_gpu_results(bad)
+
+
+def test_the_benchmark_names_are_the_scripts():
+    scripts = {p.stem for p in (labs.bench.REPO_ROOT / "benchmarks").glob("*.py")} - {"run_all"}
+    assert set(labs.bench.BENCHMARKS) == scripts
