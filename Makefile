@@ -55,8 +55,9 @@ seeds: install
 	    $(BIN)/pytest tests/test_notebooks.py -n 2 -q || true; done
 	$(BIN)/python tests/seed_report.py _build/seeds
 
+BENCH_FLAGS ?=
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf _build .pytest_cache

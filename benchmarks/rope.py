@@ -1,37 +1,44 @@
-"""Benchmark RoPE on q and k: the fused kernel, the eager torch reference, and Liger-Kernel if installed.
+"""Benchmark RoPE on q and k: the fused kernel against the eager torch reference, and Liger-Kernel if installed.
 
-Run: ``python benchmarks/rope.py`` (``--no-record`` to print only). Prints a
-table and appends one JSON record per case to ``benchmarks/results/rope.jsonl``.
-On CUDA it times ``labs.rope.apply_rope_qk`` (the Triton kernel) and reports
-its achieved bandwidth against a device-to-device copy of the same tensors
-(``torch.clone``) measured in the same run; on a CPU it times the torch path,
-which is what a CPU reader runs. RoPE reads q and k once and writes them once,
-so the copy is the speed limit.
+On CUDA it times ``labs.rope.apply_rope_qk`` (the Triton kernel, one launch for
+q and k); on a CPU the torch path, which is what a CPU reader runs. RoPE reads
+q and k once and writes them once, so a device-to-device copy of the same bytes
+(``clone``), timed in the same run, is the speed limit: "of copy" is our GB/s
+over the copy's. Liger-Kernel's fused RoPE is a second anchor on CUDA when it
+imports.
+
+Run: ``python benchmarks/rope.py`` (``make bench`` runs every script). It
+prints a table and appends one record per case to ``benchmarks/results/rope.jsonl``
+(the schema: ``labs.bench.RECORD_KEYS``).
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import labs
-from labs.bench import append_results, median_ms, run_header
+from labs.bench import run_benchmark
 from labs.rope import apply_rope_qk, reference, rope_frequencies
+
+EAGER = "labs.rope.reference.apply_rope on q and k, eager"
+LIGER = "liger_kernel liger_rotary_pos_emb"
 
 
 def liger_rope():
-    """Liger-Kernel's fused RoPE (q, k, cos, sin) -> (q, k), or the reason it is unavailable."""
+    """Liger-Kernel's fused RoPE (q, k, cos, sin) -> (q, k), or None when it does not import."""
     try:
         from liger_kernel.transformers.rope import liger_rotary_pos_emb
     except Exception as error:  # not installed, or a broken install
-        return None, f"not installed ({type(error).__name__})"
-    return liger_rotary_pos_emb, "liger_kernel.transformers.rope.liger_rotary_pos_emb"
+        print(f"Liger-Kernel: not installed ({type(error).__name__}); no Liger anchor")
+        return None
+    return liger_rotary_pos_emb
 
 
-def cases(on_gpu: bool):
+def shapes(run):
     """(batch, q heads, k heads, T, D) and dtype."""
-    if on_gpu:
+    if run.quick:
+        yield (1, 2, 1, 16, 8), torch.float32
+    elif run.on_gpu:
         for dtype in (torch.bfloat16, torch.float32):
             yield (4, 32, 32, 4096, 128), dtype
             yield (4, 32, 8, 4096, 128), dtype  # grouped-query attention: fewer key heads
@@ -41,26 +48,13 @@ def cases(on_gpu: bool):
         yield (2, 8, 2, 1024, 64), torch.float32
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to results/")
-    args = parser.parse_args()
-
-    dev = labs.device()
-    on_gpu = dev.type == "cuda"
-    liger, liger_status = liger_rope() if on_gpu else (None, "not timed on CPU")
-    run = run_header("rope", dev) | {
-        "anchor": "labs.rope.reference.apply_rope on q and k, eager",
-        "copy": "q.clone() and k.clone() (device-to-device copy of the same bytes)",
-        "liger": liger_status,
-    }
-    print(f"{run['device']} | {run['backend']} | Liger-Kernel: {liger_status}")
-    print(f"{'B,Hq,Hk,T,D':>22} {'dtype':>9} {'pass':>8} {'labs ms':>8} {'eager ms':>9} {'liger ms':>9} "
-          f"{'labs GB/s':>9} {'copy GB/s':>9} {'of copy':>7}")
-    records = []
-    for (batch, hq, hk, seq_len, dim), dtype in cases(on_gpu):
-        q = torch.randn(batch, hq, seq_len, dim, device=dev, dtype=dtype)
-        k = torch.randn(batch, hk, seq_len, dim, device=dev, dtype=dtype)
+def cases(run):
+    dev = run.device
+    liger = liger_rope() if run.on_gpu else None
+    g = labs.generator("benchmark", device=dev)
+    for (batch, hq, hk, seq_len, dim), dtype in shapes(run):
+        q = torch.randn(batch, hq, seq_len, dim, device=dev, dtype=dtype, generator=g)
+        k = torch.randn(batch, hk, seq_len, dim, device=dev, dtype=dtype, generator=g)
         positions = torch.arange(seq_len, device=dev)
         inv_freq = rope_frequencies(dim)[0].to(dev)
         qg, kg = q.clone().requires_grad_(), k.clone().requires_grad_()
@@ -78,31 +72,29 @@ def main() -> None:
         def ours(a, b):
             return apply_rope_qk(a, b, positions, inv_freq)
 
-        passes = {
-            "forward": (lambda: ours(q, k), lambda: eager(q, k), (lambda: liger(q, k, cos, sin)) if liger else None,
+        def liger_qk(a, b):
+            return liger(a, b, cos, sin)
+
+        passes = {  # pass -> (ours, eager, Liger, a copy of the same bytes, read-and-write rounds)
+            "forward": (lambda: ours(q, k), lambda: eager(q, k), lambda: liger_qk(q, k),
                         lambda: (q.clone(), k.clone()), 1),
-            "fwd+bwd": (grads(ours), grads(eager), grads(lambda a, b: liger(a, b, cos, sin)) if liger else None,
+            "fwd+bwd": (grads(ours), grads(eager), grads(liger_qk),
                         lambda: (q.clone(), k.clone(), dq.clone(), dk.clone()), 2),
         }
+        shape = {"q": q.shape, "k": k.shape}
         for name, (ours_fn, eager_fn, liger_fn, copy_fn, rounds) in passes.items():
-            ours_ms, eager_ms, copy_ms = median_ms(ours_fn), median_ms(eager_fn), median_ms(copy_fn)
-            liger_ms = median_ms(liger_fn) if liger_fn else None
             gbytes = rounds * 2 * (q.numel() + k.numel()) * q.element_size() / 1e9  # read + write, per round
-            record = run | {
-                "shape_q": list(q.shape), "shape_k": list(k.shape),
-                "dtype": str(dtype).removeprefix("torch."), "pass": name,
-                "median_ms": ours_ms, "gbps": gbytes / (ours_ms / 1e3),
-                "anchor_median_ms": eager_ms, "anchor_gbps": gbytes / (eager_ms / 1e3), "speedup": eager_ms / ours_ms,
-                "copy_median_ms": copy_ms, "copy_gbps": gbytes / (copy_ms / 1e3), "fraction_of_copy": copy_ms / ours_ms,
-                "liger_median_ms": liger_ms, "speedup_vs_liger": liger_ms / ours_ms if liger_ms else None,
-            }
-            records.append(record)
-            liger_text = f"{liger_ms:9.3f}" if liger_ms else f"{'-':>9}"
-            print(f"{str((batch, hq, hk, seq_len, dim)):>22} {record['dtype']:>9} {name:>8} {ours_ms:8.3f} "
-                  f"{eager_ms:9.3f} {liger_text} {record['gbps']:9.1f} {record['copy_gbps']:9.1f} "
-                  f"{record['fraction_of_copy']:7.2f}")
-    if not args.no_record:
-        append_results("rope", records)
+            copy_gbps = run.copy_bandwidth(copy_fn, gbytes)
+            fields = dict(shape=shape, dtype=dtype, pass_=name, gbytes=gbytes, copy_gbps=copy_gbps)
+            ours_ms = run.time(ours_fn)
+            run.record("apply_rope_qk", median_ms=ours_ms, anchor=EAGER, anchor_median_ms=run.time(eager_fn), **fields)
+            if liger is not None:
+                run.record("apply_rope_qk", median_ms=ours_ms, anchor=LIGER, anchor_median_ms=run.time(liger_fn),
+                           **fields)
+
+
+def main(argv=None) -> list[dict]:
+    return run_benchmark("rope", cases, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Run every benchmark script in this folder (``make bench``)."""
+"""Run every benchmark script in this folder (``make bench``); flags go to every script.
+
+``make bench`` records a full run; ``make bench BENCH_FLAGS=--quick`` (or
+``python benchmarks/run_all.py --quick``) checks that every script runs, in
+seconds, and records nothing. See ``python benchmarks/rope.py --help`` for the
+flags the runner (``labs.bench.run_benchmark``) gives every script.
+"""
 
 import subprocess
 import sys

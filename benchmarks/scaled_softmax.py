@@ -1,24 +1,30 @@
 """Benchmark the fused scaled softmax against eager PyTorch (``torch.softmax(scale * x)``).
 
+On CUDA it times the Triton kernel; on a CPU the torch reference path, which is
+what a CPU reader runs. GB/s counts the tensors a pass must move at least once:
+x and y forward; x, y, dy, dx and y again forward and backward.
+
 Run: ``python benchmarks/scaled_softmax.py`` (``make bench`` runs every script).
-Prints a table and appends one JSON record per case to
-``benchmarks/results/scaled_softmax.jsonl``. On CUDA it times the Triton kernel;
-on a CPU it times the torch reference path, which is what a CPU reader runs.
+It prints a table and appends one record per case to
+``benchmarks/results/scaled_softmax.jsonl`` (the schema: ``labs.bench.RECORD_KEYS``).
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import labs
-from labs.bench import append_results, median_ms, run_header
+from labs.bench import run_benchmark
 from labs.scaling import scaled_softmax
 
+SCALE = 0.125
+ANCHOR = "torch.softmax(scale * x, -1), eager"
 
-def cases(on_gpu: bool):
-    if on_gpu:
+
+def shapes(run):
+    if run.quick:
+        yield (64, 128), torch.float32
+    elif run.on_gpu:
         for dtype in (torch.float16, torch.float32):
             for cols in (256, 1024, 4096, 16384):
                 yield (16384 * 1024 // cols, cols), dtype
@@ -27,52 +33,27 @@ def cases(on_gpu: bool):
             yield (1024 * 256 // cols, cols), torch.float32
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to results/")
-    args = parser.parse_args()
-
-    dev = labs.device()
-    on_gpu = dev.type == "cuda"
-    run = run_header("scaled_softmax", dev) | {
-        "anchor": "torch.softmax(scale * x, -1), eager",
-    }
-    scale = 0.125
-    records = []
-    print(f"{run['device']} | {run['backend']}")
-    print(f"{'shape':>14} {'dtype':>9} {'pass':>9} {'labs ms':>9} {'torch ms':>9} {'labs GB/s':>10} {'speedup':>8}")
-    for shape, dtype in cases(on_gpu):
-        x = torch.randn(shape, device=dev, dtype=dtype)
-        dy = torch.randn_like(x)
+def cases(run):
+    g = labs.generator("benchmark", device=run.device)
+    for shape, dtype in shapes(run):
+        x = torch.randn(shape, device=run.device, dtype=dtype, generator=g)
+        dy = torch.randn(shape, device=run.device, dtype=dtype, generator=g)
         xg = x.clone().requires_grad_()
         passes = {
-            "forward": (lambda: scaled_softmax(x, scale), lambda: torch.softmax(scale * x, -1), 2),
+            "forward": (lambda: scaled_softmax(x, SCALE), lambda: torch.softmax(SCALE * x, -1), 2),
             "fwd+bwd": (
-                lambda: torch.autograd.grad(scaled_softmax(xg, scale), xg, dy),
-                lambda: torch.autograd.grad(torch.softmax(scale * xg, -1), xg, dy),
+                lambda: torch.autograd.grad(scaled_softmax(xg, SCALE), xg, dy),
+                lambda: torch.autograd.grad(torch.softmax(SCALE * xg, -1), xg, dy),
                 5,  # x, y, dy, dx, plus y again in the backward
             ),
         }
         for name, (ours, anchor, tensors_moved) in passes.items():
-            ours_ms, anchor_ms = median_ms(ours), median_ms(anchor)
-            gbytes = tensors_moved * x.numel() * x.element_size() / 1e9
-            record = run | {
-                "shape": list(shape),
-                "dtype": str(dtype).removeprefix("torch."),
-                "pass": name,
-                "median_ms": ours_ms,
-                "gbps": gbytes / (ours_ms / 1e3),
-                "anchor_median_ms": anchor_ms,
-                "anchor_gbps": gbytes / (anchor_ms / 1e3),
-                "speedup": anchor_ms / ours_ms,
-            }
-            records.append(record)
-            print(
-                f"{str(tuple(shape)):>14} {record['dtype']:>9} {name:>9} {ours_ms:9.3f} "
-                f"{anchor_ms:9.3f} {record['gbps']:10.1f} {record['speedup']:8.2f}"
-            )
-    if not args.no_record:
-        append_results("scaled_softmax", records)
+            run.compare("scaled_softmax", ours, ANCHOR, anchor, shape=shape, dtype=dtype, pass_=name,
+                        gbytes=tensors_moved * x.numel() * x.element_size() / 1e9)
+
+
+def main(argv=None) -> list[dict]:
+    return run_benchmark("scaled_softmax", cases, __doc__, argv)
 
 
 if __name__ == "__main__":

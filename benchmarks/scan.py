@@ -1,99 +1,85 @@
-"""Benchmark the linear scan ``h_t = a_t h_{t-1} + b_t``: Triton parallel scan vs a torch loop vs cumsum.
+"""Benchmark the linear scan ``h_t = a_t h_{t-1} + b_t``: ``labs.ssm.linear_scan`` against a torch loop and cumsum.
 
-Run: ``python benchmarks/scan.py`` (``--no-record`` to print only). Prints a
-table and appends one JSON record per case to ``benchmarks/results/scan.jsonl``.
-On CUDA it times ``labs.ssm.linear_scan`` (the Triton scan) against the
-sequential torch loop and the log-space ``cumsum`` formulation, and reports
-the achieved bandwidth next to a device-to-device copy measured in the same
-run (the ceiling for a kernel that reads ``a, b`` and writes ``h`` once). On a
-CPU it times the torch paths a CPU reader runs (there ``linear_scan`` is the loop).
+``labs.ssm.linear_scan`` is the Triton parallel scan on CUDA and the plain
+torch loop on a CPU (what a CPU reader runs). The anchors: the log-space
+``cumsum`` formulation (``linear_scan_cumsum``), the sequential loop
+(``linear_scan_reference``, on CUDA up to L = 4096, since it launches L
+kernels per pass) and, on CUDA, the accelerated-scan package when it imports.
+A scan reads a and b and writes h once (forward), then reads a, g and h and
+writes da and db (backward): GB/s counts those tensors, and "of copy" compares
+it with a device-to-device copy (``y.copy_(x)``) timed in the same run.
+
+Run: ``python benchmarks/scan.py`` (``make bench`` runs every script). It
+prints a table and appends one record per case to ``benchmarks/results/scan.jsonl``
+(the schema: ``labs.bench.RECORD_KEYS``).
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import labs
-from labs.bench import append_results, median_ms, run_header
+from labs.bench import run_benchmark
 from labs.ssm import linear_scan
 from labs.ssm.reference import linear_scan_cumsum, linear_scan_reference
 
 
-def third_party():
-    """An optional outside scan kernel to compare with, or a reason why not."""
+def accelerated_scan():
+    """The accelerated-scan package's Triton scan, (batch, dim, seqlen) with power-of-two lengths, or None."""
     try:
-        from accelerated_scan.triton import scan as accelerated  # (batch, dim, seqlen), power-of-two lengths
+        from accelerated_scan.triton import scan
     except Exception as error:  # not installed, or broken
-        return None, f"accelerated-scan not installed ({type(error).__name__})"
-    return accelerated, "accelerated-scan"
+        print(f"accelerated-scan: not installed ({type(error).__name__}); no accelerated-scan anchor")
+        return None
+    return scan
 
 
-def cases(on_gpu: bool):
-    if on_gpu:
-        for rows, L in ((16384, 1024), (4096, 4096), (1024, 16384), (256, 65536)):
-            yield rows, L, torch.float32
-    else:
-        for rows, L in ((64, 256), (256, 1024), (16, 4096)):
-            yield rows, L, torch.float32
+def shapes(run):
+    """(rows, L): rows independent scans of length L, float32."""
+    if run.quick:
+        return [(4, 16)]
+    if run.on_gpu:
+        return [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536)]
+    return [(64, 256), (256, 1024), (16, 4096)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to results/")
-    args = parser.parse_args()
-
-    dev = labs.device()
-    on_gpu = dev.type == "cuda"
-    outside, outside_why = third_party()
-    run = run_header("scan", dev) | {
-        "anchor": "device-to-device copy of one tensor (y.copy_(x))",
-        "third_party": outside_why,
-    }
-    print(f"{run['device']} | {run['backend']} | {outside_why}")
-    print(f"{'rows x L':>14} {'pass':>8} {'impl':>10} {'ms':>9} {'GB/s':>8} {'% copy':>7}")
-    records = []
-    for rows, L, dtype in cases(on_gpu):
-        a = torch.rand(rows, L, device=dev, dtype=dtype) * 0.5 + 0.5  # in (0.5, 1): long memory, and cumsum-safe
-        b = torch.randn(rows, L, device=dev, dtype=dtype)
-        g = torch.randn_like(b)
+def cases(run):
+    dev = run.device
+    outside = accelerated_scan() if run.on_gpu else None
+    g = labs.generator("benchmark", device=dev)
+    for rows, L in shapes(run):
+        a = torch.rand(rows, L, device=dev, generator=g) * 0.5 + 0.5  # in (0.5, 1): long memory, and cumsum-safe
+        b = torch.randn(rows, L, device=dev, generator=g)
+        grad = torch.randn(rows, L, device=dev, generator=g)
         nbytes = a.numel() * a.element_size()
         spare = torch.empty_like(a)
-        copy_ms = median_ms(lambda: spare.copy_(a))
-        copy_gbps = 2 * nbytes / 1e9 / (copy_ms / 1e3)
-        impls = {"cumsum": linear_scan_cumsum}
-        if on_gpu:  # on a CPU labs.ssm.linear_scan *is* the loop below
-            impls["labs"] = lambda x, y: linear_scan(x, y)
-        if not on_gpu or L <= 4096:  # the loop launches L kernels per pass; skip it where it takes seconds
-            impls["loop"] = linear_scan_reference
-        if outside is not None and on_gpu and (L & (L - 1)) == 0:
-            impls["outside"] = lambda x, y: outside(x[None], y[None])[0]
-        for impl, fn in impls.items():
-            ag, bg = a.clone().requires_grad_(), b.clone().requires_grad_()
-            passes = {
-                "forward": (lambda: fn(a, b), 3),  # read a, b; write h
-                "fwd+bwd": (lambda: torch.autograd.grad(fn(ag, bg), (ag, bg), g), 8),  # + read a, g, h; write da, db
-            }
-            for name, (call, tensors_moved) in passes.items():
-                repeats = 3 if impl == "loop" else 20
-                ms = median_ms(call, warmup=1 if impl == "loop" else 3, repeats=repeats)
-                gbps = tensors_moved * nbytes / 1e9 / (ms / 1e3)
-                record = run | {
-                    "shape": [rows, L],
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "pass": name,
-                    "impl": impl,
-                    "median_ms": ms,
-                    "gbps": gbps,
-                    "copy_median_ms": copy_ms,
-                    "copy_gbps": copy_gbps,
-                    "fraction_of_copy": gbps / copy_gbps,
-                }
-                records.append(record)
-                print(f"{f'{rows} x {L}':>14} {name:>8} {impl:>10} {ms:9.3f} {gbps:8.1f} {100 * gbps / copy_gbps:6.0f}%")
-    if not args.no_record:
-        append_results("scan", records)
+        copy_gbps = run.copy_bandwidth(lambda: spare.copy_(a), 2 * nbytes / 1e9)
+        anchors = {"linear_scan_cumsum (log-space cumsum)": linear_scan_cumsum}
+        if run.on_gpu and L <= 4096:  # on a CPU, linear_scan is this loop
+            anchors["linear_scan_reference (torch loop)"] = linear_scan_reference
+        if outside is not None and (L & (L - 1)) == 0:
+            anchors["accelerated_scan.triton.scan"] = lambda x, y: outside(x[None], y[None])[0]
+        ag, bg = a.clone().requires_grad_(), b.clone().requires_grad_()
+
+        def passes(fn):  # pass -> (call, tensors moved)
+            return {"forward": (lambda: fn(a, b), 3),
+                    "fwd+bwd": (lambda: torch.autograd.grad(fn(ag, bg), (ag, bg), grad), 8)}
+
+        def timed(fn, call):
+            slow = fn is linear_scan_reference or (fn is linear_scan and not run.on_gpu)  # the loop: seconds
+            return run.time(call, warmup=1 if slow else 3, repeats=3 if slow else 20)
+
+        ours = passes(linear_scan)
+        for name, (call, tensors_moved) in ours.items():
+            ours_ms = timed(linear_scan, call)
+            for anchor, fn in anchors.items():
+                run.record("linear_scan", shape=[rows, L], dtype=torch.float32, pass_=name, median_ms=ours_ms,
+                           anchor=anchor, anchor_median_ms=timed(fn, passes(fn)[name][0]),
+                           gbytes=tensors_moved * nbytes / 1e9, copy_gbps=copy_gbps)
+
+
+def main(argv=None) -> list[dict]:
+    return run_benchmark("scan", cases, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from the recorded results, with the device they were measured on
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import os
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ._backend import backend_info, triton_status
-from ._checks import choice
+from ._backend import backend_info, device, triton_status
+from ._checks import choice, whole_number
+from ._threads import threads
 from .provenance import REPO_ROOT, book_commit
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -188,11 +190,22 @@ def show_gpu_results(benchmark: str, *, results_dir=None) -> GpuResults:
     return GpuResults(benchmark, records)
 
 
-def median_ms(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20) -> float:
-    """Median wall time of ``fn()`` in milliseconds (CUDA work is synchronised)."""
-    if repeats < 1:
-        raise ValueError(f"median_ms: repeats must be >= 1, got {repeats}")
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+def median_ms(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20,
+              device: torch.device | str | None = None) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls after ``warmup`` untimed ones.
+
+    The book's one timer. CUDA work is synchronised before each clock reading: on ``device``
+    if it is a CUDA device, on every device when ``device`` is None and CUDA is present,
+    not at all for a CPU ``device``.
+    """
+    whole_number("median_ms", "warmup", warmup, minimum=0)
+    whole_number("median_ms", "repeats", repeats)
+    if device is None:
+        sync = torch.cuda.synchronize if torch.cuda.is_available() else None
+    else:
+        device = torch.device(device)
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    sync = sync or (lambda: None)
     for _ in range(warmup):
         fn()
     sync()
@@ -217,29 +230,148 @@ def device_name(dev: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def run_header(benchmark: str, dev: torch.device | None = None) -> dict:
-    """The fields every record of one benchmark run shares: run id, date, versions, commit, device.
-
-    ``dev=None`` leaves the device out, for benchmarks that name it per case.
-    """
-    run = {
+def run_header(benchmark: str, dev: torch.device, threads: int) -> dict:
+    """The fields every record of one benchmark run shares: run id, date, device, versions, commit, threads."""
+    return {
         "run_id": uuid.uuid4().hex[:12],
         "benchmark": benchmark,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(dev),
+        "device_kind": dev.type,
+        "kernel_path": backend_info(),
         "torch": torch.__version__,
         "triton": triton_status()[1],
         "labs_commit": book_commit(),
+        "threads": threads,
     }
-    if dev is not None:
-        run |= {"device": device_name(dev), "device_kind": dev.type, "backend": backend_info()}
-    return run
 
 
-def append_results(benchmark: str, records: list[dict]) -> None:
-    """Append ``records`` to ``benchmarks/results/<benchmark>.jsonl``, one JSON object per line."""
-    path = _results_path(benchmark, "append_results")
+def append_results(benchmark: str, records: list[dict], *, results_dir=None) -> None:
+    """Append ``records`` to ``<results_dir>/<benchmark>.jsonl`` (default ``RESULTS_DIR``), one JSON object a line."""
+    path = _results_path(benchmark, "append_results", results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as out:
         for record in records:
             out.write(json.dumps(record) + "\n")
     print(f"appended {len(records)} records to {path}")
+
+
+# The runner every script in benchmarks/ shares: its flags, the run header, timing, the record schema.
+
+DEFAULT_THREADS = 1
+"""Torch CPU threads for every case unless ``--threads`` says otherwise: one thread gives steady
+medians on a small or shared CPU and the same setting on every machine (GPU cases hardly use the CPU)."""
+
+
+class Run:
+    """What a benchmark's ``cases(run)`` gets: where it runs, how hard to try, and how to time and record.
+
+    ``run.time(fn)`` is ``median_ms`` (few repeats under ``--quick``); ``run.compare`` times ours and
+    the anchor one after the other and records both; ``run.record`` records numbers measured by hand.
+    Every record has exactly the keys ``RECORD_KEYS``.
+    """
+
+    def __init__(self, header: dict, dev: torch.device, *, quick: bool):
+        self.header, self.device, self.quick = header, dev, quick
+        self.records: list[dict] = []
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def time(self, fn: Callable[[], object], *, warmup: int = 3, repeats: int = 20) -> float:
+        """Median milliseconds of ``fn()`` (one call, no warm-up, under ``--quick``)."""
+        if self.quick:
+            warmup, repeats = 0, 1
+        return median_ms(fn, warmup=warmup, repeats=repeats)
+
+    def record(
+        self, op: str, *, shape, dtype, median_ms: float | None, pass_: str | None = None, anchor: str | None = None,
+        anchor_median_ms: float | None = None, gbytes: float | None = None, tflop: float | None = None,
+        copy_gbps: float | None = None, params: dict | None = None, dev: torch.device | None = None,
+        devices: int = 1,
+    ) -> dict:
+        """Add one record: ``gbytes``/``tflop`` (moved / computed by one call of ours) give GB/s and TFLOP/s.
+
+        ``copy_gbps`` is a device copy's bandwidth from the same run (``copy_bandwidth``);
+        ``dev``/``devices`` name another device than the run's (e.g. CPU processes on a GPU machine).
+        """
+        where = {}
+        if dev is not None or devices != 1:
+            dev = self.device if dev is None else dev
+            name = device_name(dev)
+            where = {"device": name if devices == 1 else f"{devices} x {name}", "device_kind": dev.type}
+        seconds = None if median_ms is None else median_ms / 1e3
+        gbps = gbytes / seconds if gbytes is not None and seconds else None
+        record = self.header | where | {
+            "op": op,
+            "shape": {k: [int(d) for d in v] for k, v in shape.items()} if isinstance(shape, dict)
+            else None if shape is None else [int(d) for d in shape],
+            "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+            "pass": pass_,
+            "median_ms": median_ms,
+            "anchor": anchor,
+            "anchor_median_ms": anchor_median_ms,
+            "gbps": gbps,
+            "tflops": tflop / seconds if tflop is not None and seconds else None,
+            "copy_gbps": copy_gbps,
+            "fraction_of_copy": gbps / copy_gbps if gbps is not None and copy_gbps else None,
+            "params": dict(params or {}),
+        }
+        record = {key: record[key] for key in RECORD_KEYS}
+        self.records.append(record)
+        anchor_text = "" if anchor_median_ms is None else f" | {anchor}: {_number(anchor_median_ms)} ms"
+        ours_text = "-" if median_ms is None else _number(median_ms)
+        print(f"  {op} {_shape_text(record['shape']) if shape is not None else ''} {record['dtype'] or ''} "
+              f"{pass_ or ''}: {ours_text} ms{anchor_text}", flush=True)
+        return record
+
+    def compare(
+        self, op: str, ours: Callable[[], object], anchor: str, anchor_fn: Callable[[], object], *,
+        warmup: int = 3, repeats: int = 20, **fields,
+    ) -> dict:
+        """Time ``ours`` and then the anchor ``anchor_fn`` (named ``anchor``) and record both (``fields``: see ``record``)."""
+        ours_ms = self.time(ours, warmup=warmup, repeats=repeats)
+        anchor_ms = self.time(anchor_fn, warmup=warmup, repeats=repeats)
+        return self.record(op, median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms, **fields)
+
+    def copy_bandwidth(self, copy: Callable[[], object], gbytes: float) -> float:
+        """GB/s of ``copy()``, a device copy that reads and writes ``gbytes`` in all: the ceiling of a streaming kernel."""
+        return gbytes / (self.time(copy) / 1e3)
+
+
+def run_benchmark(benchmark: str, cases: Callable[[Run], object], description: str, argv=None) -> list[dict]:
+    """The ``main`` of every script in ``benchmarks/``: parse the flags, print the header, run
+    ``cases(run)`` inside ``labs.threads(--threads)``, print the table, append the records.
+
+    Returns the records. ``argv`` defaults to the command line.
+    """
+    choice("run_benchmark", "benchmark", benchmark, BENCHMARKS)
+    parser = argparse.ArgumentParser(
+        prog=f"benchmarks/{benchmark}.py", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny cases, one timed call each: checks that the script runs; records nothing "
+                             "unless --results-dir is given")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"torch CPU threads for every case (default {DEFAULT_THREADS}: steady medians, and "
+                             "the same setting on every machine); every record names it")
+    parser.add_argument("--no-record", action="store_true", help="print only; append nothing")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help=f"append the records under this folder (default {RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be a positive int, got {args.threads}")
+
+    dev = device()
+    run = Run(run_header(benchmark, dev, args.threads), dev, quick=args.quick)
+    print(f"benchmarks/{benchmark}.py{' --quick' if args.quick else ''}: {run_summary(run.header)}")
+    print(f"kernel path: {run.header['kernel_path']}", flush=True)
+    with threads(args.threads):
+        cases(run)
+    print()
+    print(text_table(run.records) if run.records else "no cases ran")
+    if not args.no_record and (args.results_dir is not None or not args.quick):
+        append_results(benchmark, run.records, results_dir=args.results_dir)
+    return run.records

@@ -13,16 +13,12 @@ error; the modules behind it hold the plain versions:
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.distributed as dist
 
-from .._checks import whole_number
-
-from .cost import algbw, allreduce_cost_reference, busbw, cost_terms, schedule_cost
-from .launch import RankFailed, spawn_reference
+from .._checks import FLOAT_DTYPES, choice, positive, real_number, whole_number
+from .cost import _allreduce_cost_unchecked, algbw, busbw, cost_terms, schedule_cost
+from .launch import RankFailed, _spawn_unchecked
 from .ring import ring_all_gather_, ring_reduce_scatter_
 from .algorithms import (
     ALGORITHMS,
@@ -35,21 +31,23 @@ from .algorithms import (
     chunk_bounds,
     reduce,
     reduce_scatter,
-    simulate_reference,
+    _simulate_unchecked,
 )
 
 __all__ = [
-    "ALGORITHMS", "Message", "RankFailed", "Step", "algbw", "all_gather", "all_reduce", "all_to_all",
+    "ALGORITHMS", "Message", "REDUCIBLE_DTYPES", "RankFailed", "Step", "algbw", "all_gather", "all_reduce", "all_to_all",
     "allreduce_cost", "broadcast", "busbw", "chunk_bounds", "cost_terms", "reduce", "reduce_scatter",
     "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost", "simulate", "spawn",
 ]
 
-_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int32, torch.int64]
+REDUCIBLE_DTYPES = FLOAT_DTYPES + (torch.int32, torch.int64)
+"""The dtypes the simulator and the ring add up: every float dtype of the book, and 32/64-bit ints."""
 
 
-def _check_algorithm(name: str, algorithm) -> None:
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{name}: algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+def _check_dtype(fn: str, name: str, dtype: torch.dtype) -> None:
+    if dtype not in REDUCIBLE_DTYPES:
+        wanted = ", ".join(str(d).removeprefix("torch.") for d in REDUCIBLE_DTYPES)
+        raise TypeError(f"{fn}: {name} must have a dtype in ({wanted}), got {dtype}")
 
 
 def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
@@ -60,7 +58,7 @@ def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Te
     same time. Every algorithm accepts any p >= 1: recursive doubling and
     Rabenseifner fold a non-power-of-two p into a power of two first.
     """
-    _check_algorithm("simulate", algorithm)
+    choice("simulate", "algorithm", algorithm, ALGORITHMS)
     if not isinstance(buffers, (list, tuple)) or not buffers:
         raise ValueError(f"simulate: buffers must be a non-empty list of tensors (one per rank), got {buffers!r}")
     for r, b in enumerate(buffers):
@@ -71,9 +69,8 @@ def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Te
                 f"simulate: every rank's buffer must match rank 0's shape {tuple(buffers[0].shape)} and dtype "
                 f"{buffers[0].dtype}; buffers[{r}] has shape {tuple(b.shape)} and dtype {b.dtype}"
             )
-    if buffers[0].dtype not in _DTYPES:
-        raise TypeError(f"simulate: dtype must be one of {_DTYPES}, got {buffers[0].dtype}")
-    return simulate_reference(algorithm, list(buffers))
+    _check_dtype("simulate", "buffers", buffers[0].dtype)
+    return _simulate_unchecked(algorithm, list(buffers))
 
 
 def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta: float, gamma: float = 0.0) -> float:
@@ -82,20 +79,18 @@ def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta
     ``alpha``: seconds per message; ``beta``: seconds per byte sent;
     ``gamma``: seconds per byte reduced.
     """
-    _check_algorithm("allreduce_cost", algorithm)
-    whole_number("allreduce_cost", "p", p)
-    for arg, value in [("n_bytes", n_bytes), ("alpha", alpha), ("beta", beta), ("gamma", gamma)]:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"allreduce_cost: {arg} must be a finite number >= 0, got {value!r}")
-    return allreduce_cost_reference(algorithm, int(p), float(n_bytes), float(alpha), float(beta), float(gamma))
+    choice("allreduce_cost", "algorithm", algorithm, ALGORITHMS)
+    p = whole_number("allreduce_cost", "p", p)
+    n_bytes, alpha, beta, gamma = (real_number("allreduce_cost", name, value, low=0.0) for name, value in
+                                   [("n_bytes", n_bytes), ("alpha", alpha), ("beta", beta), ("gamma", gamma)])
+    return _allreduce_cost_unchecked(algorithm, p, n_bytes, alpha, beta, gamma)
 
 
 def _check_distributed_tensor(name: str, tensor, group, *, agree: bool) -> torch.Tensor:
     """Validate ``tensor`` and, with ``agree``, that every rank passed the same shape and dtype."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name}: tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.dtype not in _DTYPES:
-        raise TypeError(f"{name}: tensor dtype must be one of {_DTYPES}, got {tensor.dtype}")
+    _check_dtype(name, "tensor", tensor.dtype)
     if not tensor.is_contiguous():
         raise ValueError(
             f"{name}: tensor must be contiguous (it is updated in place through a flat view), got a "
@@ -106,7 +101,7 @@ def _check_distributed_tensor(name: str, tensor, group, *, agree: bool) -> torch
         raise RuntimeError(f"{name}: torch.distributed is not initialised (use labs.comm.spawn or torchrun)")
     if agree:
         fingerprint = torch.tensor(
-            [tensor.ndim, _DTYPES.index(tensor.dtype), tensor.numel(), hash(tuple(tensor.shape)) % (1 << 61)],
+            [tensor.ndim, REDUCIBLE_DTYPES.index(tensor.dtype), tensor.numel(), hash(tuple(tensor.shape)) % (1 << 61)],
             dtype=torch.int64, device=tensor.device,
         )
         both = torch.cat([fingerprint, -fingerprint])
@@ -146,13 +141,15 @@ def ring_allreduce(tensor: torch.Tensor, group=None, *, check: bool = True) -> t
     return tensor
 
 
-def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 120.0) -> list:
+def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 120.0, threads: int = 1) -> list:
     """Run ``fn(*args)`` on ``world_size`` new local processes forming a process group; return each rank's result.
 
     Processes bind to 127.0.0.1 on a free port. ``fn`` must be importable
     (defined in a module) and its result picklable. If a rank raises, the call
     raises ``RankFailed`` with that rank's traceback and stops the others;
     ``timeout`` (seconds) bounds the whole run and every collective inside it.
+    Each rank runs ``fn`` with ``threads`` torch CPU threads (default 1: the
+    ranks share this machine's cores).
     """
     if not callable(fn):
         raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
@@ -161,9 +158,8 @@ def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 12
             f"spawn: fn must be importable by the new processes (defined at the top level of a module), "
             f"got {getattr(fn, '__qualname__', fn)!r} from module {getattr(fn, '__module__', None)!r}"
         )
-    whole_number("spawn", "world_size", world_size)
-    if backend not in ("gloo", "nccl"):
-        raise ValueError(f"spawn: backend must be 'gloo' or 'nccl', got {backend!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
-        raise ValueError(f"spawn: timeout must be a number of seconds > 0, got {timeout!r}")
-    return spawn_reference(fn, int(world_size), args, backend, float(timeout))
+    world_size = whole_number("spawn", "world_size", world_size)
+    choice("spawn", "backend", backend, ("gloo", "nccl"))
+    timeout = positive("spawn", "timeout", timeout)
+    threads = whole_number("spawn", "threads", threads)
+    return _spawn_unchecked(fn, world_size, args, backend, timeout, threads)

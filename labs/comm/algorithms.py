@@ -155,7 +155,7 @@ ALGORITHMS = {
 }
 
 
-def simulate_reference(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
+def _simulate_unchecked(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
     """Run ``algorithm`` on ``buffers`` (no input checks: see ``labs.comm.simulate``)."""
     net = _Network(buffers)
     ALGORITHMS[algorithm](net)

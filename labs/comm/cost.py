@@ -51,7 +51,7 @@ def cost_terms(algorithm: str, p, n):
     raise ValueError(f"cost_terms: unknown algorithm {algorithm!r}")
 
 
-def allreduce_cost_reference(algorithm: str, p: int, n_bytes: float, alpha: float, beta: float, gamma: float) -> float:
+def _allreduce_cost_unchecked(algorithm: str, p: int, n_bytes: float, alpha: float, beta: float, gamma: float) -> float:
     """Predicted seconds for ``algorithm`` on p ranks (no input checks: see ``labs.comm.allreduce_cost``)."""
     a, b, c = cost_terms(algorithm, p, n_bytes)
     return float(a * alpha + b * beta + c * gamma)

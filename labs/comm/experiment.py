@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..bench import median_ms
 from . import ring_all_gather, ring_allreduce, ring_reduce_scatter
 from .algorithms import chunk_bounds
 
@@ -40,23 +39,19 @@ def check_against_backend(n: int, seed: int = 0) -> dict:
     }
 
 
-def _timed(op, buffer, iters: int) -> float:
-    sync = torch.cuda.synchronize if buffer.is_cuda else (lambda: None)
-    sync()
+def _repeat_seconds(op, buffer, iters: int) -> float:
+    """One repeat: the ranks start together, then the median of ``iters`` back-to-back calls."""
     dist.barrier()
-    start = time.perf_counter()
-    for _ in range(iters):
-        op(buffer)
-    sync()
-    return (time.perf_counter() - start) / iters
+    return median_ms(lambda: op(buffer), warmup=0, repeats=iters, device=buffer.device) / 1e3
 
 
 def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: str = "cpu") -> list[dict]:
     """Seconds per allreduce of float32 vectors, our ring against the backend, for each size.
 
-    Each repeat times ``iters`` back-to-back calls after a barrier; a repeat's
-    time is the slowest rank's. Reports the median over repeats (``*_s``) and
-    the fastest repeat (``*_min_s``: on a shared machine, noise only adds time).
+    Each repeat starts after a barrier and takes the median of ``iters``
+    back-to-back calls; a repeat's time is the slowest rank's. Reports the
+    median over repeats (``*_s``) and the fastest repeat (``*_min_s``: on a
+    shared machine, noise only adds time).
     """
     p = dist.get_world_size()
     where = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
@@ -69,7 +64,7 @@ def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: s
         times = {name: [] for name in ops}
         for _ in range(repeats):
             for name, op in ops.items():
-                times[name].append(_timed(op, buffer, iters))
+                times[name].append(_repeat_seconds(op, buffer, iters))
         slowest = torch.tensor([times[name] for name in ops], dtype=torch.float64, device=where)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
         medians, fastest = slowest.cpu().median(dim=1).values.tolist(), slowest.cpu().min(dim=1).values.tolist()
@@ -82,15 +77,22 @@ def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: s
 # Data-parallel training: p ranks on p shards of one batch against one process on the whole batch.
 
 
+def _linear(n_in: int, n_out: int, generator: torch.Generator) -> torch.nn.Linear:
+    """A float64 ``nn.Linear`` with PyTorch's default initialisation, U(-1/sqrt(n_in), 1/sqrt(n_in)), from ``generator``."""
+    layer = torch.nn.utils.skip_init(torch.nn.Linear, n_in, n_out, dtype=torch.float64)  # no draw from the global RNG
+    bound = n_in ** -0.5
+    with torch.no_grad():
+        for param in layer.parameters():
+            param.uniform_(-bound, bound, generator=generator)
+    return layer
+
+
 def make_problem(seed: int = 0, batch: int = 48, features: int = 10, hidden: int = 16, classes: int = 3):
-    """A small MLP and one fixed classification batch, in float64, built from ``seed``."""
+    """A small MLP and one fixed classification batch, in float64, built from ``seed`` alone."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, features, generator=g, dtype=torch.float64)
     y = (x[:, :classes] + 0.3 * torch.randn(batch, classes, generator=g, dtype=torch.float64)).argmax(1)
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(features, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, classes)
-    ).double()
+    model = torch.nn.Sequential(_linear(features, hidden, g), torch.nn.Tanh(), _linear(hidden, classes, g))
     return model, x, y
 
 
@@ -131,12 +133,12 @@ def train_data_parallel(steps: int = 20, lr: float = 0.5, seed: int = 0) -> tupl
     return [q.detach().clone() for q in model.parameters()], losses
 
 
-def chapter_run(sizes: list[int], repeats: int, iters: int, check_n: int, train_steps: int) -> dict:
+def chapter_run(sizes: list[int], repeats: int, iters: int, check_n: int, train_steps: int, seed: int = 0) -> dict:
     """Everything the chapter needs from one set of p processes (start-up is the expensive part)."""
     return {
-        "check": check_against_backend(check_n),
+        "check": check_against_backend(check_n, seed),
         "timings": time_allreduce(sizes, repeats=repeats, iters=iters),
-        "training": train_data_parallel(train_steps),
+        "training": train_data_parallel(train_steps, seed=seed),
     }
 
 

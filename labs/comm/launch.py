@@ -20,6 +20,8 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
+from .._threads import threads
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -32,23 +34,23 @@ def _loopback_interface() -> str | None:
     return next((n for n in ("lo", "lo0") if n in names), None)
 
 
-def _worker(rank, world_size, port, backend, timeout_s, fn, args, results) -> None:
+def _worker(rank, world_size, port, backend, timeout_s, n_threads, fn, args, results) -> None:
     reported = False
     try:
         interface = _loopback_interface()
         if interface:
             os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("OMP_NUM_THREADS", str(n_threads))
         import torch
 
-        torch.set_num_threads(1)
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
         store = dist.TCPStore(LOOPBACK, port, world_size + 1, False, timedelta(seconds=timeout_s))
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=timedelta(seconds=timeout_s))
         try:
-            value = fn(*args)
+            with threads(n_threads):
+                value = fn(*args)
         except BaseException:
             # Report before leaving the group: leaving makes the other ranks fail too,
             # and the parent should hear about the cause first.
@@ -76,14 +78,14 @@ def _later_errors(results, grace_s: float = 1.0) -> str:
     return "\nThen, probably as a consequence:\n" + "\n".join(lines) if lines else ""
 
 
-def spawn_reference(fn, world_size: int, args: tuple, backend: str, timeout_s: float) -> list:
+def _spawn_unchecked(fn, world_size: int, args: tuple, backend: str, timeout_s: float, n_threads: int) -> list:
     """Run ``fn(*args)`` on ``world_size`` ranks; return the results in rank order (see ``labs.comm.spawn``)."""
     store = dist.TCPStore(LOOPBACK, 0, world_size + 1, True, timedelta(seconds=timeout_s), wait_for_workers=False)
     context = mp.get_context("spawn")
     results = context.Queue()
     processes = [
-        context.Process(target=_worker, args=(r, world_size, store.port, backend, timeout_s, fn, args, results),
-                        daemon=True)
+        context.Process(target=_worker, daemon=True,
+                        args=(r, world_size, store.port, backend, timeout_s, n_threads, fn, args, results))
         for r in range(world_size)
     ]
     for process in processes:

@@ -128,21 +128,37 @@ def test_simulate_rejects_bad_input():
         simulate("ring", [torch.ones(2), torch.ones(2), torch.ones(3)])
     with pytest.raises(ValueError, match="dtype torch.float64"):
         simulate("ring", [torch.ones(2), torch.ones(2, dtype=torch.float64)])
-    with pytest.raises(TypeError, match="simulate: dtype must be one of"):
+    with pytest.raises(TypeError, match=r"simulate: buffers must have a dtype in \(float16, .*int64\), got torch.bool"):
         simulate("ring", [torch.ones(2, dtype=torch.bool)] * 2)
 
 
 def test_allreduce_cost_rejects_bad_input():
-    with pytest.raises(ValueError, match="allreduce_cost: algorithm"):
+    with pytest.raises(ValueError, match="allreduce_cost: algorithm must be one of 'ring'"):
         allreduce_cost("tree", 4, 10, alpha=1, beta=1)
     with pytest.raises(ValueError, match="allreduce_cost: p must be a positive int, got 0"):
         allreduce_cost("ring", 0, 10, alpha=1, beta=1)
     with pytest.raises(ValueError, match="allreduce_cost: p must be a positive int, got 2.5"):
         allreduce_cost("ring", 2.5, 10, alpha=1, beta=1)
-    with pytest.raises(ValueError, match="allreduce_cost: beta must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="allreduce_cost: beta must be a finite real number >= 0, got -1"):
         allreduce_cost("ring", 2, 10, alpha=1, beta=-1)
-    with pytest.raises(ValueError, match="allreduce_cost: n_bytes"):
+    with pytest.raises(ValueError, match="allreduce_cost: n_bytes must be a finite real number >= 0, got nan"):
         allreduce_cost("ring", 2, float("nan"), alpha=1, beta=1)
+    with pytest.raises(ValueError, match="allreduce_cost: gamma must be a finite real number >= 0, got True"):
+        allreduce_cost("ring", 2, 10, alpha=1, beta=1, gamma=True)
+
+
+def test_make_problem_is_built_from_its_seed_alone():
+    from labs.comm.experiment import make_problem
+
+    state = torch.random.get_rng_state()
+    (model_a, x_a, y_a), (model_b, x_b, y_b) = make_problem(5), make_problem(5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is neither read nor moved
+    assert torch.equal(x_a, x_b) and torch.equal(y_a, y_b)
+    assert all(torch.equal(a, b) for a, b in zip(model_a.parameters(), model_b.parameters()))
+    other = make_problem(6)[0]
+    assert not torch.equal(next(model_a.parameters()), next(other.parameters()))
+    first = model_a[0].weight
+    assert first.dtype == torch.float64 and first.abs().max() <= 10 ** -0.5  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 
 
 def test_alpha_beta_fit_recovers_known_parameters():

@@ -47,15 +47,21 @@ def test_mismatched_shapes_across_ranks_raise_a_clear_error():
         spawn(mismatched_shapes, 2, timeout=90)
 
 
+def test_every_rank_runs_with_the_thread_count_asked_for():
+    assert spawn(torch.get_num_threads, 2, threads=3, timeout=90) == [3, 3]
+
+
 def test_spawn_rejects_bad_input():
     with pytest.raises(ValueError, match="spawn: fn must be importable"):
         spawn(lambda: 1, 2)
     with pytest.raises(ValueError, match="spawn: world_size must be a positive int, got 0"):
         spawn(fail_on_rank, 0)
-    with pytest.raises(ValueError, match="spawn: backend must be 'gloo' or 'nccl'"):
+    with pytest.raises(ValueError, match="spawn: backend must be one of 'gloo', 'nccl'; got 'mpi'"):
         spawn(fail_on_rank, 2, backend="mpi")
-    with pytest.raises(ValueError, match="spawn: timeout must be"):
+    with pytest.raises(ValueError, match="spawn: timeout must be a finite real number > 0, got 0"):
         spawn(fail_on_rank, 2, timeout=0)
+    with pytest.raises(ValueError, match="spawn: threads must be a positive int, got 0"):
+        spawn(fail_on_rank, 2, threads=0)
     with pytest.raises(TypeError, match="spawn: fn must be callable"):
         spawn(3, 2)
 
@@ -75,7 +81,7 @@ def test_ring_functions_reject_bad_input(single_rank_group):
         ring_allreduce(x.T)
     with pytest.raises(TypeError, match="ring_reduce_scatter: tensor must be a torch.Tensor, got list"):
         ring_reduce_scatter([1.0, 2.0])
-    with pytest.raises(TypeError, match="ring_all_gather: tensor dtype must be one of"):
+    with pytest.raises(TypeError, match=r"ring_all_gather: tensor must have a dtype in \(float16, "):
         ring_all_gather(torch.ones(3, dtype=torch.bool))
     assert torch.equal(ring_allreduce(x.clone()), x)  # one rank: the sum is the tensor itself
 
