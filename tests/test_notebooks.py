@@ -31,7 +31,7 @@ def test_chapter_executes(chapter, tmp_path):
     notebook = tmp_path / f"{chapter.stem}.ipynb"
     jupytext.write(jupytext.read(chapter), notebook)
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "LABS_BOOK_BUILD")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(Path(__file__).parent), env.get("PYTHONPATH")]))
     if env.get("LABS_CHECK_LOG_DIR"):
         env["LABS_CHECK_LOG"] = str(Path(env["LABS_CHECK_LOG_DIR"]) / f"{chapter.stem}.jsonl")
     result = subprocess.run(
