@@ -8,19 +8,17 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _backend
-from .._checks import whole_number
+from .._checks import choice, float_tensor, positive, whole_number
 from . import memory as _memory
 from . import reference as _ref
-from .memory import MEASURES, METHODS, legs_lti_basis
+from .memory import DISCRETIZATIONS, MEASURES, legs_lti_basis
 
 __all__ = [
+    "DISCRETIZATIONS",
     "MEASURES",
-    "METHODS",
     "discretize",
     "fft_conv",
     "hippo",
@@ -32,44 +30,20 @@ __all__ = [
     "ssm_recurrence",
 ]
 
-_REAL = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _measure(fn: str, measure) -> None:
-    if measure not in MEASURES:
-        raise ValueError(f"{fn}: measure must be one of {MEASURES}, got {measure!r}")
-
-
-def _method(fn: str, method) -> None:
-    if method not in METHODS:
-        raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
-
-
-def _size(fn: str, name: str, value) -> None:
-    whole_number(fn, name, value)
-
-
-def _positive(fn: str, name: str, value) -> None:
-    if isinstance(value, torch.Tensor):
-        if value.is_complex() or not bool((value > 0).all()):
-            raise ValueError(f"{fn}: {name} must be > 0, got a tensor with min {value.real.min().item()!r}")
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{fn}: {name} must be a finite number > 0, got {value!r}")
-
-
-def _tensor(fn: str, name: str, value, *, complex_ok: bool = False) -> None:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}")
-    if not (value.dtype in _REAL or (complex_ok and value.is_complex())):
-        kinds = "a real or complex floating" if complex_ok else "a real floating"
-        raise TypeError(f"{fn}: {name} must be {kinds} tensor, got dtype {value.dtype}")
+def _step(fn: str, dt):
+    """A step > 0: a number, or (for a diagonal system) a real tensor of per-channel steps."""
+    if not isinstance(dt, torch.Tensor):
+        return positive(fn, "dt", dt)
+    if dt.is_complex() or not bool((dt > 0).all()) or not bool(dt.isfinite().all()):
+        raise ValueError(f"{fn}: dt must be finite and > 0, got a tensor with min {dt.real.min().item()!r}")
+    return dt
 
 
 def _system(fn: str, A, B, C=None) -> None:
-    """Dense: A (N, N), B (N,), C (N,). Diagonal: A, B (and C) of one shape (..., N)."""
+    """Dense: A (N, N), B (N,), C (N,). Diagonal: A, B (and C) of one shape (..., N), real or complex."""
     for name, value in (("A", A), ("B", B)) + ((("C", C),) if C is not None else ()):
-        _tensor(fn, name, value, complex_ok=True)
+        if not (isinstance(value, torch.Tensor) and value.is_complex()):
+            float_tensor(fn, name, value)
     if A.shape == B.shape and A.ndim >= 1:
         ok = C is None or C.shape == A.shape
     else:
@@ -89,9 +63,9 @@ def hippo(measure: str, N: int, *, theta: float = 1.0, dtype: torch.dtype = torc
     ``theta``) and ``"lagt"`` (exponentially decaying measure);
     ``c' = (A c + B f) / t`` for ``"legs"`` (uniform over the whole history).
     """
-    _measure("hippo", measure)
-    _size("hippo", "N", N)
-    _positive("hippo", "theta", theta)
+    choice("hippo", "measure", measure, MEASURES)
+    whole_number("hippo", "N", N)
+    theta = positive("hippo", "theta", theta)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"hippo: dtype must be torch.float32 or torch.float64, got {dtype}")
     return _memory.hippo_matrices(measure, N, theta=theta, dtype=dtype)
@@ -105,8 +79,8 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "bilinear"):
     per-channel steps of shape ``A.shape[:-1]``.
     """
     _system("discretize", A, B)
-    _positive("discretize", "dt", dt)
-    _method("discretize", method)
+    dt = _step("discretize", dt)
+    choice("discretize", "method", method, DISCRETIZATIONS)
     return _ref._discrete(A, B, dt, method)
 
 
@@ -117,15 +91,15 @@ def hippo_project(signal: torch.Tensor, measure: str, N: int, *, dt: float, thet
     Row ``k`` holds the coefficients of the history up to ``t = (k + 1) dt``.
     LegS takes steps of ``1/k`` whatever ``dt`` is (it has no timescale).
     """
-    _tensor("hippo_project", "signal", signal)
-    if signal.ndim < 1 or signal.shape[-1] < 1:
-        raise ValueError(f"hippo_project: signal must have a non-empty last (time) axis, got shape {tuple(signal.shape)}")
-    _measure("hippo_project", measure)
-    _size("hippo_project", "N", N)
-    _positive("hippo_project", "dt", dt)
-    _positive("hippo_project", "theta", theta)
-    _method("hippo_project", method)
-    return _memory.project_reference(signal.double(), measure, N, dt, theta=theta, method=method).to(signal.dtype)
+    fn = "hippo_project"
+    float_tensor(fn, "signal", signal, min_ndim=1)
+    if signal.shape[-1] < 1:
+        raise ValueError(f"{fn}: signal must have a non-empty last (time) axis, got shape {tuple(signal.shape)}")
+    choice(fn, "measure", measure, MEASURES)
+    whole_number(fn, "N", N)
+    dt, theta = positive(fn, "dt", dt), positive(fn, "theta", theta)
+    choice(fn, "method", method, DISCRETIZATIONS)
+    return _memory.project(signal.double(), measure, N, dt, theta=theta, method=method).to(signal.dtype)
 
 
 def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Tensor, *, t: float,
@@ -134,25 +108,23 @@ def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Ten
 
     Zero outside the measure's support (before ``t - theta`` for LegT, before 0 for LegS).
     """
-    _tensor("hippo_reconstruct", "coefficients", coefficients)
-    _tensor("hippo_reconstruct", "times", times)
-    if coefficients.ndim < 1 or coefficients.shape[-1] < 1:
-        raise ValueError(f"hippo_reconstruct: coefficients must have shape (..., N) with N >= 1, got {tuple(coefficients.shape)}")
-    if times.ndim != 1:
-        raise ValueError(f"hippo_reconstruct: times must be 1-D, got shape {tuple(times.shape)}")
-    _measure("hippo_reconstruct", measure)
-    _positive("hippo_reconstruct", "t", t)
-    _positive("hippo_reconstruct", "theta", theta)
-    return _memory.reconstruct_reference(coefficients, measure, times, t, theta=theta)
+    fn = "hippo_reconstruct"
+    float_tensor(fn, "coefficients", coefficients, min_ndim=1)
+    float_tensor(fn, "times", times, ndim=1)
+    if coefficients.shape[-1] < 1:
+        raise ValueError(f"{fn}: coefficients must have shape (..., N) with N >= 1, got {tuple(coefficients.shape)}")
+    choice(fn, "measure", measure, MEASURES)
+    t, theta = positive(fn, "t", t), positive(fn, "theta", theta)
+    return _memory.reconstruct(coefficients, measure, times, t, theta=theta)
 
 
 def ssm_kernel(A, B, C, dt, L: int, *, method: str = "bilinear") -> torch.Tensor:
     """The convolution kernel ``K_k = C Ad^k Bd``, ``k = 0 .. L-1``, of the discretised SSM: ``(..., L)``."""
     _system("ssm_kernel", A, B, C)
-    _positive("ssm_kernel", "dt", dt)
-    _size("ssm_kernel", "L", L)
-    _method("ssm_kernel", method)
-    return _ref.ssm_kernel_reference(A, B, C, dt, L, method)
+    dt = _step("ssm_kernel", dt)
+    whole_number("ssm_kernel", "L", L)
+    choice("ssm_kernel", "method", method, DISCRETIZATIONS)
+    return _ref.ssm_kernel(A, B, C, dt, L, method)
 
 
 def ssm_recurrence(A, B, C, dt, u: torch.Tensor, *, method: str = "bilinear") -> torch.Tensor:
@@ -162,9 +134,9 @@ def ssm_recurrence(A, B, C, dt, u: torch.Tensor, *, method: str = "bilinear") ->
     channel); dense and complex systems step through a torch loop.
     """
     _system("ssm_recurrence", A, B, C)
-    _tensor("ssm_recurrence", "u", u)
-    _positive("ssm_recurrence", "dt", dt)
-    _method("ssm_recurrence", method)
+    float_tensor("ssm_recurrence", "u", u)
+    dt = _step("ssm_recurrence", dt)
+    choice("ssm_recurrence", "method", method, DISCRETIZATIONS)
     if u.ndim < 1 or u.shape[-1] < 1:
         raise ValueError(f"ssm_recurrence: u must have a non-empty last (time) axis, got shape {tuple(u.shape)}")
     if _ref.is_diagonal(A, B) and not A.is_complex() and not u.is_complex():
@@ -177,8 +149,8 @@ def ssm_recurrence(A, B, C, dt, u: torch.Tensor, *, method: str = "bilinear") ->
 
 def fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Causal convolution ``y_k = sum_{j<=k} K_j u_{k-j}`` along the last axis, by zero-padded FFT."""
-    _tensor("fft_conv", "u", u)
-    _tensor("fft_conv", "K", K)
+    float_tensor("fft_conv", "u", u)
+    float_tensor("fft_conv", "K", K)
     if u.ndim < 1 or K.ndim < 1 or u.shape[-1] < 1 or K.shape[-1] < 1:
         raise ValueError(f"fft_conv: u and K need a non-empty last axis, got u {tuple(u.shape)}, K {tuple(K.shape)}")
     try:
@@ -187,7 +159,7 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"fft_conv: the leading dimensions of u {tuple(u.shape)} and K {tuple(K.shape)} do not broadcast"
         ) from error
-    return _ref.fft_conv_reference(u, K)
+    return _ref.fft_conv(u, K)
 
 
 def linear_scan(a: torch.Tensor, b: torch.Tensor, *, h0: torch.Tensor | None = None) -> torch.Tensor:
@@ -197,8 +169,8 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, *, h0: torch.Tensor | None = N
     Differentiable. The Triton scan runs on CUDA (or in the interpreter with
     ``TRITON_INTERPRET=1``); elsewhere a plain torch loop.
     """
-    _tensor("linear_scan", "a", a)
-    _tensor("linear_scan", "b", b)
+    float_tensor("linear_scan", "a", a)
+    float_tensor("linear_scan", "b", b)
     if a.shape != b.shape or a.dtype != b.dtype:
         raise ValueError(
             f"linear_scan: a and b must have the same shape and dtype, got a {tuple(a.shape)} {a.dtype}, "
@@ -207,7 +179,7 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, *, h0: torch.Tensor | None = N
     if b.ndim < 1 or b.shape[-1] < 1:
         raise ValueError(f"linear_scan: a and b need a non-empty last (time) axis, got shape {tuple(b.shape)}")
     if h0 is not None:
-        _tensor("linear_scan", "h0", h0)
+        float_tensor("linear_scan", "h0", h0)
         if h0.shape != b.shape[:-1]:
             raise ValueError(f"linear_scan: h0 must have shape {tuple(b.shape[:-1])}, got {tuple(h0.shape)}")
         h0 = h0.to(b.dtype)

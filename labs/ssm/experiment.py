@@ -7,6 +7,10 @@ are diagonal (S4D): per channel, ``N`` complex modes ``x' = a x + b u``,
 discretised by zero-order hold and applied as a causal convolution with the
 kernel ``K_k = 2 Re sum_n c_n bd_n ad_n^k`` (the modes come in conjugate
 pairs, so only one of each pair is stored).
+
+Every random draw (the split, the initial weights, the batch order) comes from
+the ``seed`` a function is given; the chapter derives it from the book seed.
+The global RNG is left as it was.
 """
 
 from __future__ import annotations
@@ -16,10 +20,18 @@ import math
 import torch
 from torch import nn
 
+from .._checks import choice, whole_number
+from .._seed import derive_seed
 from ..book import progress
 from . import fft_conv, hippo, ssm_kernel
 
 INITS = ("legs", "random")
+
+
+def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
+    """A private generator for one ``stream`` of draws (``"init"``, ``"split"``, ...) of ``seed``."""
+    seed = whole_number(fn, "seed", seed, minimum=0)
+    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
 
 def s4d_legs_init(N: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,15 +85,17 @@ class S4DLayer(nn.Module):
 class SequenceClassifier(nn.Module):
     """Pixel -> ``H`` channels -> (S4D, GELU, mix, residual, norm) x depth -> last step -> class."""
 
-    def __init__(self, init: str, *, H: int = 32, N: int = 16, depth: int = 2, classes: int = 10, seed: int = 0):
+    def __init__(self, init: str, *, seed: int, H: int = 32, N: int = 16, depth: int = 2, classes: int = 10):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.encoder = nn.Linear(1, H)
-        self.ssms = nn.ModuleList(S4DLayer(H, N, init, generator) for _ in range(depth))
-        self.mixers = nn.ModuleList(nn.Linear(H, H) for _ in range(depth))
-        self.norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(depth))
-        self.decoder = nn.Linear(H, classes)
+        choice("SequenceClassifier", "init", init, INITS)
+        generator = _generator("SequenceClassifier", seed, "init")
+        with torch.random.fork_rng(devices=[]):  # the nn layers draw their initial weights from the global RNG:
+            torch.set_rng_state(_generator("SequenceClassifier", seed, "layers").get_state())  # a fork of it
+            self.encoder = nn.Linear(1, H)
+            self.ssms = nn.ModuleList(S4DLayer(H, N, init, generator) for _ in range(depth))
+            self.mixers = nn.ModuleList(nn.Linear(H, H) for _ in range(depth))
+            self.norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(depth))
+            self.decoder = nn.Linear(H, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, L)
         h = self.encoder(x[..., None])  # (batch, L, H)
@@ -91,28 +105,30 @@ class SequenceClassifier(nn.Module):
         return self.decoder(h[:, -1])
 
 
-def sequential_digits(seed: int = 0, test_fraction: float = 0.2):
-    """8x8 digits as length-64 pixel sequences in [0, 1], split into train and test tensors."""
+def sequential_digits(*, seed: int, test_fraction: float = 0.2):
+    """8x8 digits as length-64 pixel sequences in [0, 1], split at random (by ``seed``) into train and test."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(y), generator=_generator("sequential_digits", seed, "split"))
     n_test = int(len(y) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test])
 
 
-def train_digits(init: str, *, epochs: int = 20, batch: int = 64, lr: float = 5e-3, H: int = 32, N: int = 16,
-                 seed: int = 0) -> dict:
-    """Train one model; return per-epoch ``train_loss`` and ``test_accuracy`` lists."""
-    if init not in INITS:
-        raise ValueError(f"train_digits: init must be one of {INITS}, got {init!r}")
-    (x_train, y_train), (x_test, y_test) = sequential_digits(seed)
+def train_digits(init: str, *, seed: int, epochs: int = 20, batch: int = 64, lr: float = 5e-3, H: int = 32,
+                 N: int = 16) -> dict:
+    """Train one model; return per-epoch ``train_loss`` and ``test_accuracy`` lists.
+
+    ``seed`` fixes the split, the initial weights and the batch order (the same for both inits).
+    """
+    choice("train_digits", "init", init, INITS)
+    (x_train, y_train), (x_test, y_test) = sequential_digits(seed=seed)
     model = SequenceClassifier(init, H=H, N=N, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator("train_digits", seed, "order")
     history = {"train_loss": [], "test_accuracy": []}
     for _ in progress(range(epochs), desc=f"S4D ({init})"):
         model.train()

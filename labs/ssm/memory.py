@@ -3,7 +3,8 @@
 Convention: ``A`` carries the minus sign, so the dynamics read ``c' = A c + B f``
 (LegT, LagT) and ``c' = (A c + B f) / t`` (LegS). Coefficients are taken in an
 orthonormal basis, so a history is rebuilt as ``sum_n c_n g_n(s)``.
-Everything here is plain torch, written to be read; float64 by default.
+Everything here is plain torch, written to be read; float64 by default. The
+inputs are not checked here: ``labs.ssm``'s public functions check them first.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 
 MEASURES = ("legs", "legt", "lagt")
-METHODS = ("euler", "backward_euler", "bilinear", "zoh")
+DISCRETIZATIONS = ("euler", "backward_euler", "bilinear", "zoh")
 
 
 def hippo_matrices(measure: str, N: int, *, theta: float = 1.0, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,7 +33,7 @@ def hippo_matrices(measure: str, N: int, *, theta: float = 1.0, dtype=torch.floa
     return A, B
 
 
-def discretize_reference(A: torch.Tensor, B: torch.Tensor, dt: float, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+def discretize(A: torch.Tensor, B: torch.Tensor, dt: float, method: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Ad, Bd)`` with ``c_k = Ad c_{k-1} + Bd f_k``.
 
     An ``A`` shaped like ``B`` is a diagonal (S4D), discretised element-wise.
@@ -68,11 +69,11 @@ def legs_steps(A: torch.Tensor, B: torch.Tensor, L: int, method: str) -> tuple[t
     whatever ``dt`` is: LegS has no timescale to tune. Returns stacked
     ``(Ad_k, Bd_k)`` of shapes ``(L, N, N)`` and ``(L, N)``.
     """
-    steps = [discretize_reference(A, B, 1.0 / k, method) for k in range(1, L + 1)]
+    steps = [discretize(A, B, 1.0 / k, method) for k in range(1, L + 1)]
     return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
 
 
-def project_reference(f: torch.Tensor, measure: str, N: int, dt: float, *, theta: float = 1.0,
+def project(f: torch.Tensor, measure: str, N: int, dt: float, *, theta: float = 1.0,
                       method: str = "bilinear") -> torch.Tensor:
     """Online HiPPO coefficients of samples ``f[..., k] = f(k dt)``: shape ``(..., L, N)``.
 
@@ -83,7 +84,7 @@ def project_reference(f: torch.Tensor, measure: str, N: int, dt: float, *, theta
     if measure == "legs":
         Ads, Bds = legs_steps(A, B, L, method)
     else:
-        Ad, Bd = discretize_reference(A, B, dt, method)
+        Ad, Bd = discretize(A, B, dt, method)
         Ads, Bds = Ad.expand(L, N, N), Bd.expand(L, N)
     c = f.new_zeros(*f.shape[:-1], N)
     out = []
@@ -124,7 +125,7 @@ def basis(measure: str, N: int, s: torch.Tensor, t: float, *, theta: float = 1.0
     return torch.where(inside[:, None], g, 0.0)
 
 
-def reconstruct_reference(c: torch.Tensor, measure: str, s: torch.Tensor, t: float, *, theta: float = 1.0) -> torch.Tensor:
+def reconstruct(c: torch.Tensor, measure: str, s: torch.Tensor, t: float, *, theta: float = 1.0) -> torch.Tensor:
     """The history rebuilt from coefficients ``c`` (``(..., N)``) at times ``s``: ``sum_n c_n g_n(s)``."""
     return c @ basis(measure, c.shape[-1], s.to(c.dtype), t, theta=theta).T
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from .memory import discretize_reference
+from .memory import discretize
 
 
 def _discrete(A, B, dt, method):
     if is_diagonal(A, B):  # a per-channel step dt of shape (...,) broadcasts over the state axis
         dt = torch.as_tensor(dt, dtype=A.real.dtype, device=A.device)
         dt = dt[..., None] if dt.ndim else dt
-    return discretize_reference(A, B, dt, method)
+    return discretize(A, B, dt, method)
 
 
 def is_diagonal(A: torch.Tensor, B: torch.Tensor) -> bool:
@@ -25,7 +25,7 @@ def is_diagonal(A: torch.Tensor, B: torch.Tensor) -> bool:
     return A.shape == B.shape
 
 
-def ssm_kernel_reference(A, B, C, dt, L: int, method: str = "bilinear") -> torch.Tensor:
+def ssm_kernel(A, B, C, dt, L: int, method: str = "bilinear") -> torch.Tensor:
     """``K_k = C Ad^k Bd`` for ``k < L``: the impulse response of the discrete system."""
     Ad, Bd = _discrete(A, B, dt, method)
     if is_diagonal(A, B):  # a Vandermonde product: K_k = sum_n C_n Bd_n Ad_n^k
@@ -41,7 +41,11 @@ def ssm_kernel_reference(A, B, C, dt, L: int, method: str = "bilinear") -> torch
 
 
 def ssm_recurrence_reference(A, B, C, dt, u: torch.Tensor, method: str = "bilinear") -> torch.Tensor:
-    """Run the recurrence over ``u[..., k]`` and read out ``y_k = C x_k``: shape of ``u``."""
+    """Run the recurrence over ``u[..., k]`` and read out ``y_k = C x_k``: shape of ``u``.
+
+    One step at a time: the plain form that ``labs.ssm.ssm_recurrence`` uses for dense and complex
+    systems, and that its fast path for real diagonal ones (``linear_scan``) is tested against.
+    """
     Ad, Bd = _discrete(A, B, dt, method)
     x = u.new_zeros(*u.shape[:-1], A.shape[-1]).to(torch.result_type(Ad, u))
     ys = []
@@ -51,7 +55,7 @@ def ssm_recurrence_reference(A, B, C, dt, u: torch.Tensor, method: str = "biline
     return torch.stack(ys, dim=-1)
 
 
-def fft_conv_reference(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+def fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Causal convolution ``y_k = sum_{j<=k} K_j u_{k-j}`` via the FFT.
 
     Both are zero-padded to at least ``L + M - 1`` points: without the padding

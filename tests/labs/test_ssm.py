@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import labs.ssm as ssm
-from labs.ssm import memory
-from labs.ssm.experiment import s4d_legs_init, train_digits
+from labs.ssm import memory, reference
+from labs.ssm.experiment import SequenceClassifier, s4d_legs_init, sequential_digits, train_digits
 
 F64 = torch.float64
 
@@ -85,7 +85,7 @@ def test_legs_lti_basis_matches_matrix_exponential():
     torch.testing.assert_close(ssm.legs_lti_basis(6, t), expected)
 
 
-@pytest.mark.parametrize("method", ssm.METHODS)
+@pytest.mark.parametrize("method", ssm.DISCRETIZATIONS)
 def test_discretize_converges_to_matrix_exponential(method):
     A, B = ssm.hippo("legt", 4)
     exact = torch.linalg.matrix_exp(A)
@@ -103,14 +103,14 @@ def test_discretize_converges_to_matrix_exponential(method):
 def test_diagonal_discretize_matches_dense():
     a = -torch.rand(5, dtype=F64)
     b = torch.randn(5, dtype=F64)
-    for method in ssm.METHODS:
+    for method in ssm.DISCRETIZATIONS:
         Ad, Bd = ssm.discretize(a, b, 0.3, method)
         Ad_dense, Bd_dense = ssm.discretize(torch.diag(a), b, 0.3, method)
         torch.testing.assert_close(torch.diag(Ad), Ad_dense)
         torch.testing.assert_close(Bd, Bd_dense)
 
 
-@pytest.mark.parametrize("method", ssm.METHODS)
+@pytest.mark.parametrize("method", ssm.DISCRETIZATIONS)
 @pytest.mark.parametrize("L", [1, 63, 65])
 def test_kernel_convolution_equals_recurrence_dense(method, L):
     A, B = ssm.hippo("legs", 5)
@@ -135,6 +135,21 @@ def test_kernel_convolution_equals_recurrence_diagonal(dtype):
         torch.testing.assert_close(ssm.fft_conv(u, K), y)
 
 
+@pytest.mark.parametrize("L", [1, 63, 65])
+def test_real_diagonal_recurrence_takes_the_scan_and_matches_the_loop(L, monkeypatch):
+    """A real diagonal system runs on linear_scan (the Triton scan, interpreted here): held against the loop."""
+    calls = []
+    real_scan = ssm.linear_scan
+    monkeypatch.setattr(ssm, "linear_scan", lambda a, b: calls.append(a.shape) or real_scan(a, b))
+    a, b, c = -torch.rand(3, 4, dtype=F64) - 0.1, torch.randn(3, 4, dtype=F64), torch.randn(3, 4, dtype=F64)
+    dt = torch.rand(3, dtype=F64) * 0.5 + 0.01
+    u = torch.randn(2, 3, L, dtype=F64)
+    for method in ssm.DISCRETIZATIONS:
+        torch.testing.assert_close(ssm.ssm_recurrence(a, b, c, dt, u, method=method),
+                                   reference.ssm_recurrence_reference(a, b, c, dt, u, method))
+    assert calls == [(2, 3, 4, L)] * len(ssm.DISCRETIZATIONS)
+
+
 def test_fft_conv_has_no_wraparound():
     u = torch.zeros(8, dtype=F64)
     u[-1] = 1.0  # an impulse at the last step must not leak into the start
@@ -151,11 +166,26 @@ def test_s4d_legs_init_is_half_plus_imaginary():
     assert (a.imag > 0).all()
 
 
-def test_experiment_learns_a_little():
-    history = train_digits("legs", epochs=3, H=16, N=8)
+def test_experiment_learns_a_little_and_leaves_the_global_rng_alone():
+    before = torch.get_rng_state()
+    history = train_digits("legs", epochs=3, H=16, N=8, seed=0)
     assert history["test_accuracy"][-1] > 0.5  # chance is 0.1
+    assert torch.equal(torch.get_rng_state(), before)
     with pytest.raises(ValueError, match="train_digits: init must be one of"):
-        train_digits("xavier")
+        train_digits("xavier", seed=0)
+    with pytest.raises(ValueError, match="sequential_digits: seed must be an int >= 0, got 1.5"):
+        train_digits("legs", seed=1.5)
+
+
+def test_the_model_comes_from_the_seed_alone():
+    first = SequenceClassifier("random", H=4, N=2, seed=3)
+    torch.rand(100)  # moving the global RNG must not change the model
+    second = SequenceClassifier("random", H=4, N=2, seed=3)
+    other = SequenceClassifier("random", H=4, N=2, seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters()))
+    split, again = sequential_digits(seed=3), sequential_digits(seed=3)
+    assert torch.equal(split[1][1], again[1][1]) and not torch.equal(split[1][1], sequential_digits(seed=4)[1][1])
 
 
 @pytest.mark.parametrize(
@@ -164,24 +194,30 @@ def test_experiment_learns_a_little():
         (lambda: ssm.hippo("fourier", 4), ValueError, "hippo: measure must be one of .* got 'fourier'"),
         (lambda: ssm.hippo("legs", 0), ValueError, "hippo: N must be a positive int, got 0"),
         (lambda: ssm.hippo("legs", 2.5), ValueError, "hippo: N must be a positive int"),
-        (lambda: ssm.hippo("legt", 3, theta=0), ValueError, "hippo: theta must be a finite number > 0"),
+        (lambda: ssm.hippo("legt", 3, theta=0), ValueError, "hippo: theta must be a finite real number > 0, got 0"),
+        (lambda: ssm.hippo("legt", 3, theta=float("nan")), ValueError, "hippo: theta must be a finite real number > 0"),
         (lambda: ssm.hippo("legs", 3, dtype=torch.int64), TypeError, "hippo: dtype must be"),
         (lambda: ssm.discretize(*ssm.hippo("legs", 3), 0.0, "zoh"), ValueError, "discretize: dt must be .*> 0, got 0.0"),
         (lambda: ssm.discretize(*ssm.hippo("legs", 3), -1, "zoh"), ValueError, "discretize: dt must be"),
         (lambda: ssm.discretize(*ssm.hippo("legs", 3), 0.1, "rk4"), ValueError, "discretize: method must be one of"),
+        (lambda: ssm.discretize(torch.full((2,), -1.0), torch.ones(2), torch.tensor([0.1, 0.0])), ValueError,
+         "discretize: dt must be finite and > 0, got a tensor with min 0.0"),
+        (lambda: ssm.discretize(torch.zeros(3, 3, dtype=torch.int64), torch.zeros(3), 0.1), TypeError,
+         "discretize: A must have a floating dtype"),
         (lambda: ssm.discretize(torch.zeros(3, 3), torch.zeros(4), 0.1), ValueError, r"discretize: expected a dense system .* got A \(3, 3\), B \(4,\)"),
         (lambda: ssm.discretize([[1.0]], torch.zeros(1), 0.1), TypeError, "discretize: A must be a torch.Tensor, got list"),
         (lambda: ssm.hippo_project(torch.zeros(5), "legs", 4, dt=0), ValueError, "hippo_project: dt must be"),
         (lambda: ssm.hippo_project(torch.zeros(5), "cheb", 4, dt=0.1), ValueError, "hippo_project: measure must be"),
-        (lambda: ssm.hippo_project(torch.zeros(5, dtype=torch.int64), "legs", 4, dt=0.1), TypeError, "hippo_project: signal must be a real floating"),
-        (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2, 2), t=1.0), ValueError, "hippo_reconstruct: times must be 1-D"),
+        (lambda: ssm.hippo_project(torch.zeros(5, dtype=torch.int64), "legs", 4, dt=0.1), TypeError, "hippo_project: signal must have a floating dtype"),
+        (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2, 2), t=1.0), ValueError, "hippo_reconstruct: times must have 1 dimensions"),
+        (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2), t=-1.0), ValueError, "hippo_reconstruct: t must be a finite real number > 0"),
         (lambda: ssm.ssm_kernel(torch.zeros(3, 3), torch.zeros(3), torch.zeros(2), 0.1, 8), ValueError, "ssm_kernel: expected a dense system"),
         (lambda: ssm.ssm_kernel(torch.zeros(3, 3), torch.zeros(3), torch.zeros(3), 0.1, 0), ValueError, "ssm_kernel: L must be a positive int"),
         (lambda: ssm.ssm_recurrence(torch.zeros(3), torch.zeros(3), torch.zeros(3), 0.1, torch.zeros(2, 0)), ValueError, "ssm_recurrence: u must have a non-empty"),
         (lambda: ssm.fft_conv(torch.zeros(3, 8), torch.zeros(2, 8)), ValueError, r"fft_conv: the leading dimensions of u \(3, 8\) and K \(2, 8\)"),
         (lambda: ssm.linear_scan(torch.zeros(2, 5), torch.zeros(2, 4)), ValueError, r"linear_scan: a and b must have the same shape and dtype, got a \(2, 5\)"),
         (lambda: ssm.linear_scan(torch.zeros(2, 5), torch.zeros(2, 5), h0=torch.zeros(3)), ValueError, r"linear_scan: h0 must have shape \(2,\), got \(3,\)"),
-        (lambda: ssm.linear_scan(torch.zeros(2, 5, dtype=torch.int32), torch.zeros(2, 5, dtype=torch.int32)), TypeError, "linear_scan: a must be a real floating tensor"),
+        (lambda: ssm.linear_scan(torch.zeros(2, 5, dtype=torch.int32), torch.zeros(2, 5, dtype=torch.int32)), TypeError, "linear_scan: a must have a floating dtype"),
     ],
 )
 def test_bad_input_is_rejected(call, error, match):
