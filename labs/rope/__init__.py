@@ -4,17 +4,16 @@ Public API:
 
 * ``rope_frequencies`` - theta_j per pair, with linear / NTK / dynamic NTK / YaRN scaling
 * ``apply_rope`` and ``apply_rope_qk`` - rotate by position (Triton on CUDA, torch elsewhere)
-* ``sinusoidal_encoding``, ``alibi_slopes``, ``rope_decay_bound`` - the comparisons
+* ``sinusoidal_encoding``, ``alibi_slopes`` - the comparisons
+* ``decay_bound`` - RoFormer's long-range bound, for any frequencies
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _backend
-from .._checks import whole_number
+from .._checks import choice, float_tensor, positive, real_number, whole_number
 from . import reference
 
 __all__ = [
@@ -22,28 +21,25 @@ __all__ = [
     "alibi_slopes",
     "apply_rope",
     "apply_rope_qk",
-    "rope_decay_bound",
+    "decay_bound",
     "rope_frequencies",
     "sinusoidal_encoding",
 ]
 
 SCALINGS = (None, "linear", "ntk", "dynamic", "yarn")
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _positive_int(fn: str, name: str, value, *, even: bool = False) -> int:
+def _even_size(fn: str, name: str, value) -> int:
+    """A positive even int: RoPE rotates pairs of coordinates."""
     value = whole_number(fn, name, value)
-    if even and value % 2:
+    if value % 2:
         raise ValueError(f"{fn}: {name} must be even (RoPE rotates pairs of coordinates), got {value}")
     return value
 
 
-def _positive_float(fn: str, name: str, value, *, minimum: float = 0.0, strict: bool = True) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or (value <= minimum if strict else value < minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{fn}: {name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+def _base(fn: str, base) -> float:
+    """A frequency base > 1: theta_j = base^(-2j/d) must fall from 1 as j grows."""
+    return real_number(fn, "base", base, low=1.0, low_open=True)
 
 
 def rope_frequencies(
@@ -74,21 +70,20 @@ def rope_frequencies(
     it is 1 except for YaRN.
     """
     fn = "rope_frequencies"
-    _positive_int(fn, "head_dim", head_dim, even=True)
-    base = _positive_float(fn, "base", base, minimum=1.0)
-    if scaling not in SCALINGS:
-        raise ValueError(f"{fn}: scaling must be one of {SCALINGS}, got {scaling!r}")
-    factor = _positive_float(fn, "factor", factor, minimum=1.0, strict=False)
+    _even_size(fn, "head_dim", head_dim)
+    base = _base(fn, base)
+    choice(fn, "scaling", scaling, SCALINGS)
+    factor = real_number(fn, "factor", factor, low=1.0)
     if scaling in ("ntk", "dynamic") and head_dim < 4:
         raise ValueError(f"{fn}: scaling={scaling!r} needs head_dim >= 4 (the exponent is d / (d - 2)), got {head_dim}")
     if scaling in ("dynamic", "yarn"):
         if original_max_position is None:
             raise ValueError(f"{fn}: scaling={scaling!r} needs original_max_position (the training length)")
-        _positive_int(fn, "original_max_position", original_max_position)
+        whole_number(fn, "original_max_position", original_max_position)
     if seq_len is not None:
-        _positive_int(fn, "seq_len", seq_len)
-    beta_fast = _positive_float(fn, "beta_fast", beta_fast)
-    beta_slow = _positive_float(fn, "beta_slow", beta_slow)
+        whole_number(fn, "seq_len", seq_len)
+    beta_fast = positive(fn, "beta_fast", beta_fast)
+    beta_slow = positive(fn, "beta_slow", beta_slow)
     if scaling == "yarn" and beta_fast <= beta_slow:
         raise ValueError(f"{fn}: beta_fast must exceed beta_slow, got beta_fast={beta_fast}, beta_slow={beta_slow}")
     return reference.scaled_inv_freq(
@@ -98,12 +93,7 @@ def rope_frequencies(
 
 def _check_rotation_inputs(fn: str, tensors: dict, positions, inv_freq) -> None:
     for name, x in tensors.items():
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{fn}: {name} must be a floating tensor (fp16/bf16/fp32/fp64), got dtype {x.dtype}")
-        if x.ndim < 2:
-            raise ValueError(f"{fn}: {name} must have shape (..., T, D), got shape {tuple(x.shape)}")
+        float_tensor(fn, name, x, min_ndim=2)  # (..., T, D)
         if x.shape[-1] % 2:
             raise ValueError(f"{fn}: {name} must have an even head dim D (pairs are rotated), got D={x.shape[-1]}")
     first_name, first = next(iter(tensors.items()))
@@ -168,21 +158,27 @@ def apply_rope_qk(q, k, positions, inv_freq, *, interleaved: bool = False):
 
 def sinusoidal_encoding(length: int, dim: int, base: float = 10000.0) -> torch.Tensor:
     """The (length, dim) sinusoidal absolute encoding of the original Transformer, float64."""
-    _positive_int("sinusoidal_encoding", "length", length)
-    _positive_int("sinusoidal_encoding", "dim", dim, even=True)
-    return reference.sinusoidal_encoding(length, dim, _positive_float("sinusoidal_encoding", "base", base, minimum=1.0))
+    fn = "sinusoidal_encoding"
+    length, dim, base = whole_number(fn, "length", length), _even_size(fn, "dim", dim), _base(fn, base)
+    return reference.sinusoidal_encoding(length, dim, base)
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:
     """ALiBi's per-head slopes (float64, length ``n_heads``)."""
-    return reference.alibi_slopes(_positive_int("alibi_slopes", "n_heads", n_heads))
+    return reference.alibi_slopes(whole_number("alibi_slopes", "n_heads", n_heads))
 
 
-def rope_decay_bound(head_dim: int, distances, base: float = 10000.0) -> torch.Tensor:
-    """RoFormer's relative upper bound (1/(d/2)) sum_j |S_j| at each relative distance, float64."""
-    _positive_int("rope_decay_bound", "head_dim", head_dim, even=True)
-    base = _positive_float("rope_decay_bound", "base", base, minimum=1.0)
+def decay_bound(inv_freq: torch.Tensor, distances) -> torch.Tensor:
+    """RoFormer's relative upper bound (1/(d/2)) sum_j |S_j| at each relative distance, float64.
+
+    ``inv_freq`` holds the d/2 frequencies theta_j (from ``rope_frequencies``, scaled or not).
+    """
+    float_tensor("decay_bound", "inv_freq", inv_freq, ndim=1)
+    if inv_freq.shape[0] < 1:
+        raise ValueError("decay_bound: inv_freq must hold at least one frequency, got shape (0,)")
     distances = torch.as_tensor(distances)
-    if distances.ndim != 1 or distances.is_complex():
-        raise ValueError(f"rope_decay_bound: distances must be a 1-D real sequence, got shape {tuple(distances.shape)}")
-    return reference.rope_decay_bound(head_dim, distances, base)
+    if distances.ndim != 1 or distances.is_complex() or distances.dtype == torch.bool:
+        raise ValueError(
+            f"decay_bound: distances must be a 1-D real sequence, got shape {tuple(distances.shape)} {distances.dtype}"
+        )
+    return reference.decay_bound(inv_freq, distances)

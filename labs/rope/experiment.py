@@ -9,6 +9,10 @@ Only the position encoding differs between models: none (NoPE), sinusoidal
 absolute, RoPE, ALiBi. The RoPE model is trained once; the context-extension
 methods (linear interpolation, NTK, dynamic NTK, YaRN) reuse its weights and
 only change its frequencies at evaluation time.
+
+Every random draw (initial weights, training and evaluation batches) comes from
+the ``seed`` a function is given; the chapter derives it from the book seed.
+The global RNG is left as it was.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._checks import choice, whole_number
+from .._seed import derive_seed
 from ..book import progress
 from . import reference
 from . import apply_rope_qk, rope_frequencies
 
 ENCODINGS = ("nope", "sinusoidal", "rope", "alibi")
+
+
+def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
+    """A private generator for one ``stream`` of draws (``"init"``, ``"data"``, ...) of ``seed``."""
+    seed = whole_number(fn, "seed", seed, minimum=0)
+    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,7 @@ class TinyDecoder(nn.Module):
     def __init__(self, vocab: int, encoding: str, *, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
                  base: float = 10000.0):
         super().__init__()
-        if encoding not in ENCODINGS:
-            raise ValueError(f"TinyDecoder: encoding must be one of {ENCODINGS}, got {encoding!r}")
+        choice("TinyDecoder", "encoding", encoding, ENCODINGS)
         self.encoding, self.base, self.head_dim = encoding, base, d_model // n_heads
         self.embed = nn.Embedding(vocab, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, encoding) for _ in range(n_layers))
@@ -108,13 +119,18 @@ class TinyDecoder(nn.Module):
         return self.head(self.norm(x))
 
 
-def train_lookback(encoding: str, config: TaskConfig = TaskConfig(), *, steps: int = 400, batch: int = 64,
-                   lr: float = 3e-3, seed: int = 0, **model_kwargs) -> tuple[TinyDecoder, list[float]]:
-    """Train one TinyDecoder on the look-back task at ``config.train_len``; returns (model, losses)."""
-    torch.manual_seed(seed)
-    model = TinyDecoder(config.vocab, encoding, **model_kwargs)
+def train_lookback(encoding: str, config: TaskConfig = TaskConfig(), *, seed: int, steps: int = 400,
+                   batch: int = 64, lr: float = 3e-3, **model_kwargs) -> tuple[TinyDecoder, list[float]]:
+    """Train one TinyDecoder on the look-back task at ``config.train_len``; returns (model, losses).
+
+    ``seed`` fixes the initial weights and the training batches (the same for every encoding).
+    """
+    init = _generator("train_lookback", seed, "init")
+    with torch.random.fork_rng(devices=[]):  # the layers draw their initial weights from the global RNG:
+        torch.set_rng_state(init.get_state())  # here from a fork of it, set from the seed and restored on exit
+        model = TinyDecoder(config.vocab, encoding, **model_kwargs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = _generator("train_lookback", seed, "data")
     losses = []
     for _ in progress(range(steps), desc=f"train {encoding}", leave=False):
         tokens, targets = lookback_batch(config, batch, config.train_len, generator)
@@ -139,10 +155,13 @@ def rope_for(method: str | None, head_dim: int, base: float, factor: float, trai
 
 
 @torch.no_grad()
-def per_position_accuracy(model: TinyDecoder, config: TaskConfig, length: int, *, rope=None, batch: int = 64,
-                          seed: int = 1234) -> torch.Tensor:
-    """Accuracy at each position t (NaN where there is no target), on fresh sequences of ``length``."""
-    generator = torch.Generator().manual_seed(seed)
+def per_position_accuracy(model: TinyDecoder, config: TaskConfig, length: int, *, seed: int, rope=None,
+                          batch: int = 64) -> torch.Tensor:
+    """Accuracy at each position t (NaN where there is no target), on fresh sequences of ``length``.
+
+    ``seed`` fixes the evaluation batch: the same seed gives every model and method the same sequences.
+    """
+    generator = _generator("per_position_accuracy", seed, "eval")
     tokens, targets = lookback_batch(config, batch, length, generator)
     correct = (model(tokens, rope).argmax(-1) == targets).float()
     accuracy = correct.mean(0)
@@ -150,16 +169,19 @@ def per_position_accuracy(model: TinyDecoder, config: TaskConfig, length: int, *
     return accuracy
 
 
-def fine_tune(model: TinyDecoder, method: str, factor: float, config: TaskConfig = TaskConfig(), *,
-              steps: int = 50, batch: int = 32, lr: float = 1e-3, seed: int = 7) -> TinyDecoder:
-    """A short fine-tune of a copy of the RoPE ``model`` with ``method``'s frequencies at factor x the training length."""
+def fine_tune(model: TinyDecoder, method: str, factor: float, config: TaskConfig = TaskConfig(), *, seed: int,
+              steps: int = 50, batch: int = 32, lr: float = 1e-3) -> TinyDecoder:
+    """A short fine-tune of a copy of the RoPE ``model`` with ``method``'s frequencies at factor x the training length.
+
+    ``seed`` fixes the fine-tuning batches.
+    """
     if model.encoding != "rope":
         raise ValueError(f"fine_tune: only a RoPE model can change its frequencies, got {model.encoding!r}")
     tuned = copy.deepcopy(model).train()
     length = int(round(factor * config.train_len))
     rope = rope_for(method, tuned.head_dim, tuned.base, factor, config.train_len, length)
     optimizer = torch.optim.AdamW(tuned.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator("fine_tune", seed, "data")
     for _ in progress(range(steps), desc=f"fine-tune {method} x{factor:g}", leave=False):
         tokens, targets = lookback_batch(config, batch, length, generator)
         loss = nn.functional.cross_entropy(tuned(tokens, rope).flatten(0, 1), targets.flatten())

@@ -147,17 +147,13 @@ def alibi_bias(slopes: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def decay_bound(inv_freq: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
-    """(1/(d/2)) sum_{j=1}^{d/2} |S_j| with S_j = sum_{k<j} e^{i r theta_k}, for any frequencies theta."""
+    """RoFormer's relative upper bound (1/(d/2)) sum_{j=1}^{d/2} |S_j|, S_j = sum_{k<j} e^{i r theta_k}, at each r.
+
+    By Abel summation the RoPE logit at relative distance r is bounded by
+    max_j |h_{j+1} - h_j| times sum_j |S_j|; with RoFormer's theta_j = base^(-2j/d)
+    the bound shrinks (on average) as r grows. Any frequencies, scaled or not.
+    """
     r = distances.to(torch.float64)[:, None]
     angles = r * inv_freq.to(torch.float64)[None, :]
     partial_sums = torch.cumsum(torch.polar(torch.ones_like(angles), angles), dim=-1)
     return partial_sums.abs().mean(dim=-1)
-
-
-def rope_decay_bound(head_dim: int, distances: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """RoFormer's long-range bound at each relative distance r, for theta_j = base^(-2j/d).
-
-    By Abel summation the RoPE logit at relative distance r is bounded by
-    max_j |h_{j+1} - h_j| times this quantity; it shrinks (on average) as r grows.
-    """
-    return decay_bound(default_inv_freq(head_dim, base), distances)

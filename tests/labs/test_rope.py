@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import labs.rope as rope
-from labs.rope import alibi_slopes, apply_rope, apply_rope_qk, rope_decay_bound, rope_frequencies, sinusoidal_encoding
+from labs.rope import alibi_slopes, apply_rope, apply_rope_qk, decay_bound, rope_frequencies, sinusoidal_encoding
 from labs.rope import reference
 from labs.rope.triton_rope import rope_qk_triton
 
@@ -209,8 +209,17 @@ def test_decay_bound_against_a_direct_sum():
     distances = torch.tensor([0.0, 1.0, 7.5, 100.0])
     theta = np_theta(d, base)
     expected = [np.mean([abs(sum(np.exp(1j * r * theta[k]) for k in range(j))) for j in range(1, d // 2 + 1)]) for r in distances.tolist()]
-    np.testing.assert_allclose(rope_decay_bound(d, distances, base).numpy(), expected, rtol=1e-12)
-    assert rope_decay_bound(128, [0])[0].item() == pytest.approx((64 + 1) / 2)  # S_j = j at r = 0
+    np.testing.assert_allclose(decay_bound(rope_frequencies(d, base=base)[0], distances).numpy(), expected, rtol=1e-12)
+    assert decay_bound(rope_frequencies(128)[0], [0])[0].item() == pytest.approx((64 + 1) / 2)  # S_j = j at r = 0
+
+
+def test_decay_bound_takes_any_frequencies():
+    """Scaled frequencies change the bound: interpolating every pair by s stretches it s times along r."""
+    theta = rope_frequencies(16)[0]
+    linear = rope_frequencies(16, scaling="linear", factor=4)[0]
+    distances = torch.tensor([0.0, 3.0, 40.0, 250.0])
+    torch.testing.assert_close(decay_bound(linear, 4 * distances), decay_bound(theta, distances))
+    assert not torch.allclose(decay_bound(linear, distances), decay_bound(theta, distances))
 
 
 @pytest.mark.parametrize(
@@ -218,18 +227,26 @@ def test_decay_bound_against_a_direct_sum():
     [
         (lambda: rope_frequencies(7), ValueError, "head_dim must be even.*got 7"),
         (lambda: rope_frequencies(8, scaling="rope2"), ValueError, "scaling must be one of.*got 'rope2'"),
-        (lambda: rope_frequencies(8, scaling="linear", factor=0.5), ValueError, "factor must be a finite number >= 1.0, got 0.5"),
+        (lambda: rope_frequencies(8, scaling="linear", factor=0.5), ValueError, "factor must be a finite real number >= 1, got 0.5"),
+        (lambda: rope_frequencies(8, scaling="linear", factor=float("inf")), ValueError, "factor must be a finite real number"),
         (lambda: rope_frequencies(8, scaling="yarn", factor=2), ValueError, "needs original_max_position"),
-        (lambda: rope_frequencies(8, base=1.0), ValueError, "base must be a finite number > 1.0"),
+        (lambda: rope_frequencies(8, base=1.0), ValueError, "rope_frequencies: base must be a finite real number > 1, got 1.0"),
+        (lambda: rope_frequencies(8, base="10000"), ValueError, "base must be a finite real number > 1, got '10000'"),
+        (lambda: rope_frequencies(8, scaling="yarn", factor=2, original_max_position=16, beta_fast=0), ValueError,
+         "beta_fast must be a finite real number > 0, got 0"),
         (lambda: apply_rope(torch.ones(3, 5), torch.arange(3), torch.ones(2)), ValueError, "even head dim D.*got D=5"),
         (lambda: apply_rope(torch.ones(3, 4), torch.arange(4), torch.ones(2)), ValueError, r"positions must be a 1-D tensor of length T=3, got shape \(4,\)"),
         (lambda: apply_rope(torch.ones(3, 4), torch.arange(3), torch.ones(3)), ValueError, r"inv_freq must be a 1-D tensor of length D/2=2, got shape \(3,\)"),
         (lambda: apply_rope([1.0], torch.arange(1), torch.ones(1)), TypeError, "x must be a torch.Tensor, got list"),
-        (lambda: apply_rope(torch.ones(3, 4, dtype=torch.int64), torch.arange(3), torch.ones(2)), TypeError, "floating tensor.*int64"),
+        (lambda: apply_rope(torch.ones(3, 4, dtype=torch.int64), torch.arange(3), torch.ones(2)), TypeError, "apply_rope: x must have a floating dtype.*int64"),
+        (lambda: apply_rope(torch.ones(4), torch.arange(1), torch.ones(2)), ValueError, r"x must have at least 2 dimensions, got shape \(4,\)"),
         (lambda: apply_rope_qk(torch.ones(3, 4), torch.ones(2, 4), torch.arange(3), torch.ones(2)), ValueError, r"k must share \(T, D\)"),
         (lambda: sinusoidal_encoding(4, 3), ValueError, "dim must be even"),
         (lambda: alibi_slopes(0), ValueError, "n_heads must be a positive int, got 0"),
-        (lambda: rope_decay_bound(9, [1.0]), ValueError, "head_dim must be even"),
+        (lambda: sinusoidal_encoding(4, 4, base=0.5), ValueError, "sinusoidal_encoding: base must be a finite real number > 1"),
+        (lambda: decay_bound(torch.ones(2, 3), [1.0]), ValueError, r"decay_bound: inv_freq must have 1 dimensions, got shape \(2, 3\)"),
+        (lambda: decay_bound(torch.arange(3), [1.0]), TypeError, "decay_bound: inv_freq must have a floating dtype"),
+        (lambda: decay_bound(torch.ones(3), [[1.0]]), ValueError, "decay_bound: distances must be a 1-D real sequence"),
     ],
 )
 def test_bad_input(call, error, match):

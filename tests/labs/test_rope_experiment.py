@@ -48,12 +48,33 @@ def test_a_model_is_causal():
 
 def test_training_is_seeded_and_learns():
     config = TaskConfig(vocab=8, offset=2, train_len=16)
-    run = lambda: train_lookback("rope", config, steps=100, batch=32, lr=3e-3, seed=1, **SMALL)  # noqa: E731
-    (model, losses), (_, again) = run(), run()
-    assert losses == again
+    run = lambda seed: train_lookback("rope", config, steps=100, batch=32, lr=3e-3, seed=seed, **SMALL)  # noqa: E731
+    (model, losses), (_, again), (_, other) = run(1), run(1), run(2)
+    assert losses == again and losses != other
     assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
-    accuracy = per_position_accuracy(model, config, 16)
+    accuracy = per_position_accuracy(model, config, 16, seed=3)
     assert accuracy[:2].isnan().all() and (accuracy[2:] >= 0).all()
+    torch.testing.assert_close(per_position_accuracy(model, config, 16, seed=3), accuracy, equal_nan=True)
+
+
+def test_the_experiment_leaves_the_global_rng_alone():
+    config = TaskConfig(vocab=8, offset=2, train_len=8)
+    before = torch.get_rng_state()
+    model, _ = train_lookback("sinusoidal", config, steps=2, batch=4, seed=5, **SMALL)
+    per_position_accuracy(model, config, 8, seed=5)
+    fine_tune(train_lookback("rope", config, steps=1, batch=2, seed=5, **SMALL)[0], "yarn", 2.0, config, steps=1,
+              batch=2, seed=5)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_initial_weights_come_from_the_seed_alone():
+    config = TaskConfig(vocab=8, offset=2, train_len=8)
+    first, _ = train_lookback("rope", config, steps=0, seed=4, **SMALL)
+    torch.rand(100)  # moving the global RNG must not change the model
+    second, _ = train_lookback("rope", config, steps=0, seed=4, **SMALL)
+    third, _ = train_lookback("rope", config, steps=0, seed=5, **SMALL)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
 
 
 def test_rope_for_uses_the_method_and_length():
@@ -68,10 +89,12 @@ def test_fine_tune_copies_and_rejects_non_rope():
     config = TaskConfig(vocab=8, offset=2, train_len=8)
     model = TinyDecoder(8, "rope", **SMALL)
     before = [p.clone() for p in model.parameters()]
-    tuned = fine_tune(model, "linear", 2.0, config, steps=2, batch=4)
+    tuned = fine_tune(model, "linear", 2.0, config, steps=2, batch=4, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before, tuned.parameters()))
     with pytest.raises(ValueError, match="only a RoPE model.*'alibi'"):
-        fine_tune(TinyDecoder(8, "alibi", **SMALL), "linear", 2.0, config)
+        fine_tune(TinyDecoder(8, "alibi", **SMALL), "linear", 2.0, config, seed=0)
     with pytest.raises(ValueError, match="encoding must be one of.*got 'learned'"):
         TinyDecoder(8, "learned")
+    with pytest.raises(ValueError, match="train_lookback: seed must be an int >= 0, got -1"):
+        train_lookback("rope", config, steps=1, seed=-1)
