@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .sde import SDE, check_state, check_time
+from .sde import SDE, check_sde, check_state, check_time
 
 
 class GaussianMixture:
@@ -80,8 +80,7 @@ def gaussian_mixture_score(sde: SDE, means, stds, weights):
     ``weights`` (K,) summing to 1. The returned function carries the mixture as
     ``score_fn.mixture`` (for ``log_prob`` and ``sample``).
     """
-    if not isinstance(sde, SDE):
-        raise TypeError(f"gaussian_mixture_score: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
+    check_sde("gaussian_mixture_score", sde)
     mixture = GaussianMixture(means, stds, weights)
 
     def score_fn(x: torch.Tensor, t) -> torch.Tensor:

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import whole_number
-from .sde import SDE, ScoreFn, _bcast, _check_shape
+from .._checks import choice, float_tensor, positive, real_number, whole_number
+from .sde import SDE, ScoreFn, _bcast, _check_shape, check_sde
 from .solvers import dormand_prince, fixed_step
 
 
@@ -29,14 +29,12 @@ class Samples(NamedTuple):
 
 
 def _check_common(owner: str, sde, score_fn, n_steps, eps) -> None:
-    if not isinstance(sde, SDE):
-        raise TypeError(f"{owner}: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
+    check_sde(owner, sde)
     if not callable(score_fn):
         raise TypeError(f"{owner}: score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}")
     if n_steps is not None:
         whole_number(owner, "n_steps", n_steps)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ValueError(f"{owner}: eps (the cut-off time near t = 0) must lie in (0, 1), got {eps!r}")
+    real_number(owner, "eps (the cut-off time near t = 0)", eps, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _start(sde, shape, generator, device, dtype, owner):
@@ -91,10 +89,8 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, snr
     (per sample, a point where the score vanishes would get a huge step).
     """
     _check_common("predictor_corrector", sde, score_fn, n_steps, eps)
-    if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not snr > 0:
-        raise ValueError(f"predictor_corrector: snr must be a positive number, got {snr!r}")
-    if isinstance(n_corrector, bool) or not isinstance(n_corrector, int) or n_corrector < 0:
-        raise ValueError(f"predictor_corrector: n_corrector must be a non-negative int, got {n_corrector!r}")
+    positive("predictor_corrector", "snr", snr)
+    whole_number("predictor_corrector", "n_corrector", n_corrector, minimum=0)
     x, device = _start(sde, shape, generator, device, dtype, "predictor_corrector")
     reverse = sde.reverse(score_fn)
     times = torch.linspace(1.0, eps, n_steps + 1).tolist()
@@ -116,7 +112,7 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, snr
     return Samples(x, n_steps * (1 + n_corrector), torch.stack(path) if return_trajectory else None)
 
 
-METHODS = ("euler", "heun", "rk45")
+ODE_SOLVERS = ("euler", "heun", "rk45")
 
 
 @torch.no_grad()
@@ -131,8 +127,7 @@ def probability_flow_sample(sde: SDE, score_fn: ScoreFn, shape, n_steps: int | N
     The only randomness is the draw from the prior.
     """
     _check_common("probability_flow_sample", sde, score_fn, n_steps, eps)
-    if method not in METHODS:
-        raise ValueError(f"probability_flow_sample: method must be one of {METHODS}, got {method!r}")
+    choice("probability_flow_sample", "method", method, ODE_SOLVERS)
     if method != "rk45" and n_steps is None:
         raise ValueError(f"probability_flow_sample: method {method!r} needs n_steps")
     x, device = _start(sde, shape, generator, device, dtype, "probability_flow_sample")
@@ -177,10 +172,8 @@ def log_likelihood(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, *, eps: float =
     exact log p_1 when it is known (to separate solver error from prior mismatch).
     """
     _check_common("log_likelihood", sde, score_fn, n_steps, eps)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
-        raise ValueError(f"log_likelihood: x must be a floating tensor of shape (batch, *dims), got {x!r:.60}")
-    if method not in METHODS:
-        raise ValueError(f"log_likelihood: method must be one of {METHODS}, got {method!r}")
+    float_tensor("log_likelihood", "x", x, min_ndim=2)
+    choice("log_likelihood", "method", method, ODE_SOLVERS)
     if method != "rk45" and n_steps is None:
         raise ValueError(f"log_likelihood: method {method!r} needs n_steps")
     flow = sde.reverse(score_fn, probability_flow=True)

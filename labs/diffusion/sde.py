@@ -13,25 +13,21 @@ from collections.abc import Callable
 
 import torch
 
-from .._checks import whole_number
+from .._checks import float_tensor, positive, whole_number
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _positive(name: str, owner: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def check_state(owner: str, x) -> None:
     """``x`` must be a floating tensor with a batch dimension: shape (batch, *dims)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{owner}: x must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{owner}: x must be a floating tensor, got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"{owner}: x must have shape (batch, *dims), got shape {tuple(x.shape)}")
+    float_tensor(owner, "x", x, min_ndim=2)
+
+
+def check_sde(owner: str, sde) -> "SDE":
+    """``sde`` must be one of the forward SDEs (an instance of ``SDE``)."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"{owner}: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
+    return sde
 
 
 def check_time(owner: str, t, x: torch.Tensor) -> torch.Tensor:
@@ -153,8 +149,8 @@ class VPSDE(SDE):
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
         super().__init__(N)
         owner = type(self).__name__
-        self.beta_min = _positive("beta_min", owner, beta_min)
-        self.beta_max = _positive("beta_max", owner, beta_max)
+        self.beta_min = positive(owner, "beta_min", beta_min)
+        self.beta_max = positive(owner, "beta_max", beta_max)
         if self.beta_min >= self.beta_max:
             raise ValueError(f"{owner}: need beta_min < beta_max, got beta_min={beta_min!r} >= beta_max={beta_max!r}")
         self.discrete_betas = torch.linspace(self.beta_min / N, self.beta_max / N, N, dtype=torch.float64)
@@ -211,8 +207,8 @@ class VESDE(SDE):
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         super().__init__(N)
         owner = type(self).__name__
-        self.sigma_min = _positive("sigma_min", owner, sigma_min)
-        self.sigma_max = _positive("sigma_max", owner, sigma_max)
+        self.sigma_min = positive(owner, "sigma_min", sigma_min)
+        self.sigma_max = positive(owner, "sigma_max", sigma_max)
         if self.sigma_min >= self.sigma_max:
             raise ValueError(
                 f"{owner}: need sigma_min < sigma_max, got sigma_min={sigma_min!r} >= sigma_max={sigma_max!r}"

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from .._checks import whole_number
+from .._checks import choice, float_tensor, positive, real_number, whole_number
 from ..book import progress
-from .sde import SDE, _bcast, check_state
+from .sde import SDE, _bcast, check_sde, check_state
 
 # -- data ------------------------------------------------------------------
 
@@ -60,20 +60,29 @@ class ScoreMLP(nn.Module):
 
     Dividing by the marginal std s(t) lets the network predict the (unit-scale)
     noise direction while the score itself grows like 1/s(t) near t = 0.
+    With ``seed`` the initial weights are drawn from it and torch's global RNG is
+    left as it was; without, they come from torch's default generator, as for any module.
     """
 
-    def __init__(self, dim: int, sde: SDE, hidden: int = 128, depth: int = 3, n_frequencies: int = 8):
+    def __init__(self, dim: int, sde: SDE, hidden: int = 128, depth: int = 3, n_frequencies: int = 8, *,
+                 seed: int | None = None):
         super().__init__()
-        if not isinstance(sde, SDE):
-            raise TypeError(f"ScoreMLP: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
+        check_sde("ScoreMLP", sde)
+        dim, hidden, depth, n_frequencies = (
+            whole_number("ScoreMLP", name, v)
+            for name, v in [("dim", dim), ("hidden", hidden), ("depth", depth), ("n_frequencies", n_frequencies)]
+        )
         self.sde, self.dim = sde, dim
         self.register_buffer("frequencies", 2 * math.pi * torch.arange(1, n_frequencies + 1, dtype=torch.float32))
-        layers, width = [], dim + 2 * n_frequencies
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):  # restores the global RNG after
+            if seed is not None:
+                torch.manual_seed(whole_number("ScoreMLP", "seed", seed, minimum=0))
+            layers, width = [], dim + 2 * n_frequencies
+            for _ in range(depth):
+                layers += [nn.Linear(width, hidden), nn.SiLU()]
+                width = hidden
+            layers.append(nn.Linear(width, dim))
+            self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         angles = t[:, None].to(self.frequencies) * self.frequencies
@@ -98,12 +107,9 @@ def dsm_loss(score_model, x0: torch.Tensor, sde: SDE, *, eps: float = 1e-5, weig
     (the weighting that bounds the negative log-likelihood).
     """
     check_state("dsm_loss", x0)
-    if not isinstance(sde, SDE):
-        raise TypeError(f"dsm_loss: sde must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"dsm_loss: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ValueError(f"dsm_loss: eps must lie in (0, 1), got {eps!r}")
+    check_sde("dsm_loss", sde)
+    choice("dsm_loss", "weighting", weighting, WEIGHTINGS)
+    real_number("dsm_loss", "eps", eps, low=0.0, high=1.0, low_open=True, high_open=True)
     gen_device = generator.device if generator is not None else x0.device
     t = (eps + (1 - eps) * torch.rand(x0.shape[0], generator=generator, device=gen_device, dtype=x0.dtype)).to(x0.device)
     z = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype).to(x0.device)
@@ -118,13 +124,17 @@ def train_score_model(data: torch.Tensor, sde: SDE, *, steps: int = 2000, batch_
                       hidden: int = 128, depth: int = 3, seed: int = 0, device=None) -> tuple[ScoreMLP, list[float]]:
     """Fit a ScoreMLP to ``data`` (n, D) by DSM with Adam and a cosine learning-rate decay.
 
-    Returns the model (in eval mode, on ``device``) and the loss of every step.
+    ``seed`` draws the initial weights, the mini-batches, the times and the noise; torch's
+    global RNG is not used. Returns the model (in eval mode, on ``device``) and the loss of every step.
     """
-    check_state("train_score_model", data)
+    fn = "train_score_model"
+    check_state(fn, data)
+    steps, batch_size = whole_number(fn, "steps", steps), whole_number(fn, "batch_size", batch_size)
+    positive(fn, "lr", lr)
+    seed = whole_number(fn, "seed", seed, minimum=0)
     device = data.device if device is None else torch.device(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)
-    model = ScoreMLP(data.shape[1], sde, hidden=hidden, depth=depth).to(device)
+    model = ScoreMLP(data.shape[1], sde, hidden=hidden, depth=depth, seed=seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     data = data.to(device)
@@ -149,11 +159,13 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
     Projects both onto random unit directions, where optimal transport in 1-D
     is sorting, and averages the squared distances: sqrt(E_dir W2^2).
     """
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.ndim != 2 or a.shape != b.shape:
+    float_tensor("sliced_wasserstein", "a", a, ndim=2)
+    float_tensor("sliced_wasserstein", "b", b, ndim=2)
+    if a.shape != b.shape:
         raise ValueError(
-            f"sliced_wasserstein: a and b must be tensors of the same shape (n, D), got "
-            f"{tuple(getattr(a, 'shape', ()))} and {tuple(getattr(b, 'shape', ()))}"
+            f"sliced_wasserstein: a and b must have the same shape (n, D), got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+    n_projections = whole_number("sliced_wasserstein", "n_projections", n_projections)
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64)
     directions /= directions.norm(dim=0, keepdim=True)

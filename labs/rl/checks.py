@@ -1,39 +1,27 @@
-"""Input checks shared by the public functions of ``labs.rl``: one clear error per mistake."""
+"""Input checks shared by the public functions of ``labs.rl``: one clear error per mistake.
+
+Numbers go through ``labs._checks`` (``real_number``, ``whole_number``); what is
+particular to reinforcement learning (an MDP, a policy, features, a per-run
+hyper-parameter, the generator every sampling function requires) is checked here.
+"""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .._checks import whole_number
-
-
-def real(fn: str, name: str, value, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    """``value`` as a float in [low, high] (or (low, high] with ``low_open``), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{fn}: {name} must be a finite real number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{fn}: {name} must lie in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
+from .._checks import real_number
 
 
 def alpha(fn: str, value) -> float:
-    return real(fn, "alpha (the step size)", value, low=0.0, low_open=True)
+    return real_number(fn, "alpha (the step size)", value, low=0.0, low_open=True)
 
 
 def gamma(fn: str, value) -> float:
-    return real(fn, "gamma (the discount)", value, low=0.0, high=1.0)
+    return real_number(fn, "gamma (the discount)", value, low=0.0, high=1.0)
 
 
 def epsilon(fn: str, value) -> float:
-    return real(fn, "epsilon", value, low=0.0, high=1.0)
-
-
-def count(fn: str, name: str, value) -> int:
-    return whole_number(fn, name, value)
+    return real_number(fn, "epsilon", value, low=0.0, high=1.0)
 
 
 def mdp(fn: str, value):
@@ -64,22 +52,23 @@ def features(fn: str, mdp, value) -> torch.Tensor:
     return value.to(mdp.P)
 
 
-def generator(fn: str, value, device) -> torch.Generator:
-    """The caller's generator, or a fresh one seeded from torch's global RNG (so labs.seed applies)."""
-    if value is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        return torch.Generator(device=device).manual_seed(seed)
+def generator(fn: str, value) -> torch.Generator:
+    """The caller's generator. There is no default: ``labs.rl`` never draws from torch's global
+    RNG, so every random stream is named by the caller (in the book, ``labs.generator("name")``)."""
     if not isinstance(value, torch.Generator):
-        raise TypeError(f"{fn}: generator must be a torch.Generator or None, got {type(value).__name__}")
+        raise TypeError(
+            f"{fn}: generator must be a torch.Generator (e.g. labs.generator(\"stream name\")), "
+            f"got {type(value).__name__}"
+        )
     return value
 
 
-def per_run(fn: str, name: str, value, runs: int, *, low: float, high: float = math.inf, low_open: bool = False):
+def per_run(fn: str, name: str, value, runs: int, *, low: float, high: float | None = None, low_open: bool = False):
     """A hyper-parameter that is one number for all runs, or a tensor with one value per run."""
     if not isinstance(value, torch.Tensor):
-        return real(fn, name, value, low=low, high=high, low_open=low_open)
+        return real_number(fn, name, value, low=low, high=high, low_open=low_open)
     if value.shape != (runs,):
         raise ValueError(f"{fn}: {name} given per run must have shape ({runs},), got {tuple(value.shape)}")
     for v in value.tolist():
-        real(fn, name, v, low=low, high=high, low_open=low_open)
+        real_number(fn, name, v, low=low, high=high, low_open=low_open)
     return value.double()

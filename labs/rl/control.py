@@ -18,10 +18,11 @@ from typing import NamedTuple
 import torch
 
 from . import checks
+from .._checks import choice, whole_number
 from .._threads import threads
 from .planning import epsilon_greedy_probs
 
-METHODS = ("sarsa", "q_learning", "expected_sarsa")
+CONTROL_METHODS = ("sarsa", "q_learning", "expected_sarsa")
 
 
 class ControlResult(NamedTuple):
@@ -46,22 +47,22 @@ def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) 
 
 
 @threads(1)
-def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None,
+def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, generator: torch.Generator, gamma=1.0,
                max_steps: int = 1_000_000, fn: str = "td_control") -> ControlResult:
-    """Learn ``Q`` with ``method`` (one of ``METHODS``) for ``episodes`` episodes in each of ``runs`` runs.
+    """Learn ``Q`` with ``method`` (one of ``CONTROL_METHODS``) for ``episodes`` episodes in each of
+    ``runs`` runs, drawing every random number from ``generator``.
 
     ``alpha``, ``epsilon`` and ``gamma`` are numbers, or tensors with one value per run (so a
     sweep over hyper-parameters is one call)."""
     mdp = checks.mdp(fn, mdp)
-    if method not in METHODS:
-        raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
-    episodes, runs = checks.count(fn, "episodes", episodes), checks.count(fn, "runs", runs)
+    choice(fn, "method", method, CONTROL_METHODS)
+    episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
     alpha = checks.per_run(fn, "alpha (the step size)", alpha, runs, low=0.0, low_open=True)
     gamma = checks.per_run(fn, "gamma (the discount)", gamma, runs, low=0.0, high=1.0)
     epsilon = checks.per_run(fn, "epsilon", epsilon, runs, low=0.0, high=1.0)
     if isinstance(alpha, torch.Tensor) or isinstance(gamma, torch.Tensor) or isinstance(epsilon, torch.Tensor):
         alpha, gamma, epsilon = (torch.as_tensor(x, dtype=mdp.P.dtype).to(mdp.P.device).expand(runs) for x in (alpha, gamma, epsilon))
-    generator = checks.generator(fn, generator, mdp.P.device)
+    generator = checks.generator(fn, generator)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
     dev, dtype = mdp.P.device, mdp.P.dtype
@@ -105,30 +106,38 @@ def _column(x):
     return x[:, None] if isinstance(x, torch.Tensor) else x
 
 
-def sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+def sarsa(mdp, *, alpha, epsilon, episodes, runs, generator: torch.Generator, gamma=1.0) -> ControlResult:
     """On-policy TD control; see ``td_control``."""
     return td_control(mdp, "sarsa", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
                       gamma=gamma, generator=generator, fn="sarsa")
 
 
-def q_learning(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+def q_learning(mdp, *, alpha, epsilon, episodes, runs, generator: torch.Generator, gamma=1.0) -> ControlResult:
     """Off-policy TD control towards the greedy policy; see ``td_control``."""
     return td_control(mdp, "q_learning", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
                       gamma=gamma, generator=generator, fn="q_learning")
 
 
-def expected_sarsa(mdp, *, alpha, epsilon, episodes, runs, gamma=1.0, generator=None) -> ControlResult:
+def expected_sarsa(mdp, *, alpha, epsilon, episodes, runs, generator: torch.Generator, gamma=1.0) -> ControlResult:
     """Sarsa with the expectation over the next action instead of a sample; see ``td_control``."""
     return td_control(mdp, "expected_sarsa", alpha=alpha, epsilon=epsilon, episodes=episodes, runs=runs,
                       gamma=gamma, generator=generator, fn="expected_sarsa")
 
 
 @threads(1)
-def greedy_return(mdp, q: torch.Tensor, *, max_steps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy_return(mdp, q: torch.Tensor, *, generator: torch.Generator,
+                  max_steps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Follow the greedy policy of each run's ``q`` (runs, S, A) from the start state, without
-    exploration: ``(return, steps)`` per run (a run still going after ``max_steps`` stops there)."""
+    exploration: ``(return, steps)`` per run (a run still going after ``max_steps`` stops there).
+    ``generator`` draws the start states and the transitions of a stochastic ``mdp``."""
+    fn = "greedy_return"
+    mdp = checks.mdp(fn, mdp)
+    if not isinstance(q, torch.Tensor) or q.ndim != 3 or tuple(q.shape[1:]) != (mdp.n_states, mdp.n_actions):
+        shape = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
+        raise ValueError(f"{fn}: q must be a tensor of shape (runs, S, A) = (runs, {mdp.n_states}, {mdp.n_actions}), got {shape}")
+    max_steps = whole_number(fn, "max_steps", max_steps)
+    generator = checks.generator(fn, generator)
     runs = q.shape[0]
-    generator = torch.Generator(device=mdp.P.device).manual_seed(0)
     ar = torch.arange(runs, device=q.device)
     state = mdp.reset(runs, generator)
     total = torch.zeros(runs, dtype=q.dtype, device=q.device)

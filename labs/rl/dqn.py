@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import checks
+from .._checks import positive, whole_number
 from .._threads import threads
 from .mdp import sample_actions
 from .planning import uniform_policy
@@ -45,7 +46,7 @@ class ReplayBuffer:
     """A fixed-size ring of transitions (s, a, r, s'), sampled uniformly."""
 
     def __init__(self, capacity: int):
-        self.capacity = checks.count("ReplayBuffer", "capacity", capacity)
+        self.capacity = whole_number("ReplayBuffer", "capacity", capacity)
         self.data: tuple[torch.Tensor, ...] | None = None
         self.size = self.next = 0
 
@@ -67,23 +68,30 @@ class ReplayBuffer:
 
 @threads(1)
 def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 128, hidden: int = 64,
-        lr: float = 3e-3, target_every: int = 100, capacity: int = 20_000, seed: int = 0) -> DQNResult:
+        lr: float = 3e-3, target_every: int = 100, capacity: int = 20_000, seed: int) -> DQNResult:
     """Train a Q-network on a grid world from a uniformly random behaviour policy run in ``envs``
     parallel copies (off-policy, so it learns the optimal ``q``). One environment step of all
-    copies and one gradient step per iteration."""
+    copies and one gradient step per iteration. ``seed`` draws the network's initial weights,
+    the behaviour and the replay samples; torch's global RNG is left as it was."""
     fn = "dqn"
     mdp = checks.mdp(fn, mdp)
     gamma = checks.gamma(fn, gamma)
     if gamma >= 1.0:
         raise ValueError(f"{fn}: the grid world is continuing, so gamma must be < 1, got {gamma}")
-    steps, envs, batch = (checks.count(fn, name, v) for name, v in [("steps", steps), ("envs", envs), ("batch", batch)])
-    checks.real(fn, "lr", lr, low=0.0, low_open=True)
+    steps, envs, batch, hidden, target_every = (
+        whole_number(fn, name, v)
+        for name, v in [("steps", steps), ("envs", envs), ("batch", batch), ("hidden", hidden), ("target_every", target_every)]
+    )
+    positive(fn, "lr", lr)
+    seed = whole_number(fn, "seed", seed, minimum=0)
     torch_generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     inputs = cell_inputs(mdp)
     cpu_mdp = mdp.to("cpu")
     behaviour = uniform_policy(cpu_mdp)
-    net = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, mdp.n_actions))
+    with torch.random.fork_rng(devices=[]):  # the initial weights come from seed; the global RNG is restored after
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                            nn.Linear(hidden, mdp.n_actions))
     target_net = _copy(net)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     buffer = ReplayBuffer(capacity)

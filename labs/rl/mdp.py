@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import whole_number
+from .._checks import real_number, whole_number
 
 LEFT_RIGHT = ("left", "right")
 COMPASS = ("up", "right", "down", "left")
@@ -141,8 +141,10 @@ def _terminal_ends(n: int, left_reward: float, right_reward: float, moves: dict[
 def random_walk(n_states: int = 5, *, left_reward: float = 0.0) -> TabularMDP:
     """Sutton & Barto's Example 6.2: ``n_states`` in a row, start in the middle, step left or
     right; reward +1 on leaving at the right end, ``left_reward`` at the left end."""
-    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 1 or n_states % 2 == 0:
-        raise ValueError(f"random_walk: n_states must be a positive odd int (a middle start), got {n_states!r}")
+    n_states = whole_number("random_walk", "n_states", n_states)
+    if n_states % 2 == 0:
+        raise ValueError(f"random_walk: n_states must be odd (so that there is a middle state to start in), got {n_states}")
+    left_reward = real_number("random_walk", "left_reward", left_reward)
     mdp = _terminal_ends(n_states, left_reward, 1.0, {0: {-1: 1.0}, 1: {+1: 1.0}})
     mdp.name = f"random walk, {n_states} states"
     return mdp

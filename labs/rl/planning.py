@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import checks
+from .._checks import positive, whole_number
 
 
 def uniform_policy(mdp) -> torch.Tensor:
@@ -53,7 +54,7 @@ def iterative_policy_evaluation(mdp, policy: torch.Tensor, gamma: float, sweeps:
     fn = "iterative_policy_evaluation"
     mdp = checks.mdp(fn, mdp)
     policy, gamma = checks.policy(fn, mdp, policy), checks.gamma(fn, gamma)
-    sweeps = checks.count(fn, "sweeps", sweeps)
+    sweeps = whole_number(fn, "sweeps", sweeps)
     P_pi, r_pi = markov_reward_process(mdp, policy)
     history = [torch.zeros_like(r_pi)]
     for _ in range(sweeps):
@@ -67,7 +68,8 @@ def value_iteration(mdp, gamma: float, *, tol: float = 1e-10, max_sweeps: int = 
     fn = "value_iteration"
     mdp = checks.mdp(fn, mdp)
     gamma = checks.gamma(fn, gamma)
-    checks.real(fn, "tol", tol, low=0.0, low_open=True)
+    positive(fn, "tol", tol)
+    max_sweeps = whole_number(fn, "max_sweeps", max_sweeps)
     v = torch.zeros(mdp.n_states, dtype=mdp.P.dtype, device=mdp.P.device)
     for _ in range(max_sweeps):
         q = mdp.r + gamma * mdp.P @ v

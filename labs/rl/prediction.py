@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
+from .._checks import whole_number
 from .._threads import threads
 from .mdp import sample_actions
 from .planning import markov_reward_process, on_policy_distribution
@@ -39,16 +40,17 @@ class Transitions(NamedTuple):
 
 
 @threads(1)
-def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator=None) -> Transitions:
+def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator: torch.Generator) -> Transitions:
     """Run ``policy`` in ``runs`` independent copies of ``mdp`` until each has finished ``episodes``
-    episodes. One Python step per time step, all runs in one tensor operation."""
+    episodes, drawing every random number from ``generator``. One Python step per time step, all
+    runs in one tensor operation."""
     fn = "sample_transitions"
     mdp = checks.mdp(fn, mdp)
     policy = checks.policy(fn, mdp, policy)
-    episodes, runs = checks.count(fn, "episodes", episodes), checks.count(fn, "runs", runs)
-    generator = checks.generator(fn, generator, mdp.P.device)
+    episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
+    generator = checks.generator(fn, generator)
     done = torch.zeros(runs, dtype=torch.long, device=mdp.P.device)
     state = mdp.reset(runs, generator)
     steps = []
@@ -104,11 +106,12 @@ def _predict(fn, mdp, policy, features, *, alpha, episodes, runs, gamma, init, g
     mdp = checks.mdp(fn, mdp)
     policy = checks.policy(fn, mdp, policy)
     alpha, gamma = checks.alpha(fn, alpha), checks.gamma(fn, gamma)
-    episodes, runs = checks.count(fn, "episodes", episodes), checks.count(fn, "runs", runs)
+    episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
     features = checks.features(fn, mdp, features)
     init = torch.as_tensor(init, dtype=features.dtype, device=features.device)
     if init.ndim > 1 or (init.ndim == 1 and init.shape[0] != features.shape[1]):
         raise ValueError(f"{fn}: init must be a number or a vector of length {features.shape[1]}, got shape {tuple(init.shape)}")
+    generator = checks.generator(fn, generator)
     stream = sample_transitions(mdp, policy, episodes=episodes, runs=runs, generator=generator)
     return linear_prediction(stream, features, alpha=alpha, gamma=gamma, init=init, method=method, episodes=episodes)
 
@@ -118,7 +121,7 @@ def _table(mdp) -> torch.Tensor:
     return torch.eye(mdp.n_states, dtype=mdp.P.dtype, device=mdp.P.device) * (~mdp.terminal).to(mdp.P.dtype)[:, None]
 
 
-def td0(mdp, policy, *, alpha, episodes, runs, gamma=1.0, init=0.0, generator=None) -> torch.Tensor:
+def td0(mdp, policy, *, alpha, episodes, runs, generator: torch.Generator, gamma=1.0, init=0.0) -> torch.Tensor:
     """Tabular TD(0): ``V(S_t) += alpha (R_{t+1} + gamma V(S_{t+1}) - V(S_t))`` after every step.
     Returns the values after every episode of every run, (runs, episodes + 1, S)."""
     table = _table(checks.mdp("td0", mdp))
@@ -127,7 +130,8 @@ def td0(mdp, policy, *, alpha, episodes, runs, gamma=1.0, init=0.0, generator=No
     return w * (~mdp.terminal)
 
 
-def mc_prediction(mdp, policy, *, alpha, episodes, runs, gamma=1.0, init=0.0, generator=None) -> torch.Tensor:
+def mc_prediction(mdp, policy, *, alpha, episodes, runs, generator: torch.Generator, gamma=1.0,
+                  init=0.0) -> torch.Tensor:
     """Constant-alpha every-visit Monte Carlo: ``V(S_t) += alpha (G_t - V(S_t))`` once the episode is
     over. Returns (runs, episodes + 1, S) like ``td0``."""
     table = _table(checks.mdp("mc_prediction", mdp))
@@ -136,13 +140,13 @@ def mc_prediction(mdp, policy, *, alpha, episodes, runs, gamma=1.0, init=0.0, ge
     return w * (~mdp.terminal)
 
 
-def semi_gradient_td(mdp, policy, features, *, alpha, episodes, runs, gamma=1.0, init=0.0, generator=None):
+def semi_gradient_td(mdp, policy, features, *, alpha, episodes, runs, generator: torch.Generator, gamma=1.0, init=0.0):
     """Semi-gradient TD(0) with linear features (S x d): weights after every episode, (runs, episodes + 1, d)."""
     return _predict("semi_gradient_td", mdp, policy, features, alpha=alpha, episodes=episodes, runs=runs,
                     gamma=gamma, init=init, generator=generator, method="td")
 
 
-def gradient_mc(mdp, policy, features, *, alpha, episodes, runs, gamma=1.0, init=0.0, generator=None):
+def gradient_mc(mdp, policy, features, *, alpha, episodes, runs, generator: torch.Generator, gamma=1.0, init=0.0):
     """Gradient Monte Carlo with linear features: weights after every episode, (runs, episodes + 1, d)."""
     return _predict("gradient_mc", mdp, policy, features, alpha=alpha, episodes=episodes, runs=runs,
                     gamma=gamma, init=init, generator=generator, method="mc")

@@ -172,6 +172,24 @@ def test_training_lowers_the_loss_and_mlp_score_runs_batched():
     assert out.x.shape == (64, 2) and torch.isfinite(out.x).all() and out.nfe == 5
 
 
+def test_seeded_score_model_and_training_leave_the_global_rng_alone():
+    """A seed fixes the initial weights and the training; torch's global RNG is neither read nor moved."""
+    state = torch.random.get_rng_state()
+    a, b = ScoreMLP(2, VPSDE(), hidden=8, depth=1, seed=3), ScoreMLP(2, VPSDE(), hidden=8, depth=1, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.net[0].weight, ScoreMLP(2, VPSDE(), hidden=8, depth=1, seed=4).net[0].weight)
+    data = two_moons(64, generator=torch.Generator().manual_seed(0))
+    _, first = train_score_model(data, VPSDE(), steps=3, batch_size=16, hidden=8, depth=1, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(123)  # a different global state must not change the result
+    _, second = train_score_model(data, VPSDE(), steps=3, batch_size=16, hidden=8, depth=1, seed=5)
+    torch.random.set_rng_state(state)
+    assert first == second
+    _, other = train_score_model(data, VPSDE(), steps=3, batch_size=16, hidden=8, depth=1, seed=6)
+    assert other != first
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_no_nans_near_t_zero():
     for sde in SDES:
         score = gaussian_mixture_score(sde, MEANS, STDS, WEIGHTS)
@@ -216,8 +234,10 @@ def test_bad_sde_parameters_raise():
         SubVPSDE(beta_min=1.0, beta_max=1.0)
     with pytest.raises(ValueError, match="VESDE: need sigma_min < sigma_max"):
         VESDE(sigma_min=5.0, sigma_max=1.0)
-    with pytest.raises(ValueError, match="VPSDE: beta_min must be a positive"):
+    with pytest.raises(ValueError, match="VPSDE: beta_min must be a finite real number > 0, got -1.0"):
         VPSDE(beta_min=-1.0)
+    with pytest.raises(ValueError, match="VESDE: sigma_max must be a finite real number > 0, got inf"):
+        VESDE(sigma_max=float("inf"))
     with pytest.raises(ValueError, match="VESDE: N .* must be an int >= 2"):
         VESDE(N=1)
 
@@ -234,7 +254,7 @@ def test_t_outside_unit_interval_raises():
 
 def test_wrong_shapes_and_types_raise():
     sde = VPSDE()
-    with pytest.raises(ValueError, match=r"VPSDE.sde: x must have shape \(batch, \*dims\)"):
+    with pytest.raises(ValueError, match=r"VPSDE.sde: x must have at least 2 dimensions, got shape \(3,\)"):
         sde.sde(torch.zeros(3), 0.5)
     with pytest.raises(TypeError, match="VPSDE.marginal: x must be a torch.Tensor"):
         sde.marginal([1.0, 2.0], 0.5)
@@ -249,18 +269,32 @@ def test_wrong_shapes_and_types_raise():
         score(torch.zeros(4, 3), 0.5)
     with pytest.raises(ValueError, match="euler_maruyama: n_steps must be a positive int"):
         euler_maruyama(sde, score, (4, 2), 0)
-    with pytest.raises(ValueError, match="predictor_corrector: snr must be a positive"):
+    with pytest.raises(ValueError, match="predictor_corrector: snr must be a finite real number > 0, got -1.0"):
         predictor_corrector(sde, score, (4, 2), 3, snr=-1.0)
-    with pytest.raises(ValueError, match="probability_flow_sample: method must be one of"):
+    with pytest.raises(ValueError, match="predictor_corrector: n_corrector must be an int >= 0, got -1"):
+        predictor_corrector(sde, score, (4, 2), 3, n_corrector=-1)
+    with pytest.raises(ValueError, match="probability_flow_sample: method must be one of 'euler', 'heun', 'rk45'; got 'rk4'"):
         probability_flow_sample(sde, score, (4, 2), 3, method="rk4")
-    with pytest.raises(ValueError, match="eps .* must lie in"):
+    with pytest.raises(ValueError, match="log_likelihood: x must have at least 2 dimensions"):
+        log_likelihood(sde, score, torch.zeros(2))
+    with pytest.raises(TypeError, match="log_likelihood: x must have a floating dtype"):
+        log_likelihood(sde, score, torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"euler_maruyama: eps \(the cut-off time near t = 0\) must be a finite real number > 0 and < 1, got 0.0"):
         euler_maruyama(sde, score, (4, 2), 3, eps=0.0)
+    with pytest.raises(ValueError, match="dsm_loss: eps must be a finite real number > 0 and < 1, got 1.0"):
+        dsm_loss(score, torch.zeros(4, 2), sde, eps=1.0)
     with pytest.raises(TypeError, match="log_likelihood: sde must be"):
         log_likelihood("vp", score, torch.zeros(2, 2))
-    with pytest.raises(ValueError, match="dsm_loss: weighting must be one of"):
+    with pytest.raises(ValueError, match="dsm_loss: weighting must be one of 'variance', 'likelihood'; got 'uniform'"):
         dsm_loss(score, torch.zeros(4, 2), sde, weighting="uniform")
-    with pytest.raises(ValueError, match="sliced_wasserstein: a and b must be"):
+    with pytest.raises(ValueError, match="sliced_wasserstein: a and b must have the same shape"):
         sliced_wasserstein(torch.zeros(5, 2), torch.zeros(6, 2))
+    with pytest.raises(ValueError, match="sliced_wasserstein: b must have 2 dimensions"):
+        sliced_wasserstein(torch.zeros(5, 2), torch.zeros(5))
+    with pytest.raises(ValueError, match="train_score_model: steps must be a positive int, got 0"):
+        train_score_model(torch.zeros(8, 2), sde, steps=0)
+    with pytest.raises(TypeError, match="ScoreMLP: sde must be a VPSDE, SubVPSDE or VESDE"):
+        ScoreMLP(2, "vp")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

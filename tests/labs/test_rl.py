@@ -200,7 +200,7 @@ def test_cliff_walking_sarsa_safe_q_learning_optimal():
                for m in ("sarsa", "q_learning")}
     assert results["sarsa"].rewards.shape == (20, 200)
     assert results["sarsa"].rewards[:, -100:].mean() > results["q_learning"].rewards[:, -100:].mean()
-    total, steps = rl.greedy_return(mdp, results["q_learning"].q)
+    total, steps = rl.greedy_return(mdp, results["q_learning"].q, generator=gen(11))
     assert (steps == 13).float().mean() >= 0.9 and (total == -13).float().mean() >= 0.9
 
 
@@ -219,9 +219,20 @@ def test_epsilon_greedy_probabilities():
 def test_dqn_learns_an_optimal_greedy_policy():
     mdp = rl.grid_world()
     v_star, _, _ = rl.value_iteration(mdp, 0.9)
-    result = rl.dqn(mdp, gamma=0.9, steps=1500, target_every=100)
+    state = torch.random.get_rng_state()
+    result = rl.dqn(mdp, gamma=0.9, steps=1500, target_every=100, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state), "dqn leaves torch's global RNG alone"
     greedy_values = rl.evaluate_policy(mdp, rl.greedy_policy(result.q), 0.9)
     assert (greedy_values - v_star).abs().max() < 0.5
+
+
+def test_dqn_is_reproducible_from_its_seed_alone():
+    mdp = rl.grid_world()
+    first = rl.dqn(mdp, gamma=0.9, steps=20, seed=3)
+    torch.manual_seed(99)  # the global RNG must not matter
+    second = rl.dqn(mdp, gamma=0.9, steps=20, seed=3)
+    torch.testing.assert_close(first.q, second.q, rtol=0, atol=0)
+    assert not torch.equal(first.q, rl.dqn(mdp, gamma=0.9, steps=20, seed=4).q)
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -229,38 +240,48 @@ def test_dqn_learns_an_optimal_greedy_policy():
 def test_bad_input_raises_clear_errors():
     mdp = rl.random_walk()
     policy = rl.uniform_policy(mdp)
-    with pytest.raises(ValueError, match=r"td0: alpha \(the step size\) must lie in \(0"):
-        rl.td0(mdp, policy, alpha=0.0, episodes=1, runs=1)
-    with pytest.raises(ValueError, match=r"mc_prediction: alpha"):
-        rl.mc_prediction(mdp, policy, alpha=-0.1, episodes=1, runs=1)
-    with pytest.raises(ValueError, match=r"evaluate_policy: gamma \(the discount\) must lie in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"td0: alpha \(the step size\) must be a finite real number > 0, got 0.0"):
+        rl.td0(mdp, policy, alpha=0.0, episodes=1, runs=1, generator=gen())
+    with pytest.raises(ValueError, match=r"mc_prediction: alpha \(the step size\) must be a finite real number > 0, got nan"):
+        rl.mc_prediction(mdp, policy, alpha=float("nan"), episodes=1, runs=1, generator=gen())
+    with pytest.raises(ValueError, match=r"evaluate_policy: gamma \(the discount\) must be a finite real number >= 0 and <= 1, got 1.5"):
         rl.evaluate_policy(mdp, policy, 1.5)
-    with pytest.raises(ValueError, match=r"sarsa: gamma"):
-        rl.sarsa(rl.cliff_walking(), alpha=0.5, epsilon=0.1, episodes=1, runs=1, gamma=-0.1)
-    with pytest.raises(ValueError, match=r"q_learning: epsilon must lie in \[0, 1\]"):
-        rl.q_learning(rl.cliff_walking(), alpha=0.5, epsilon=2.0, episodes=1, runs=1)
+    with pytest.raises(ValueError, match=r"sarsa: gamma \(the discount\) must be a finite real number >= 0"):
+        rl.sarsa(rl.cliff_walking(), alpha=0.5, epsilon=0.1, episodes=1, runs=1, gamma=-0.1, generator=gen())
+    with pytest.raises(ValueError, match=r"q_learning: epsilon must be a finite real number >= 0 and <= 1, got 2.0"):
+        rl.q_learning(rl.cliff_walking(), alpha=0.5, epsilon=2.0, episodes=1, runs=1, generator=gen())
+    with pytest.raises(ValueError, match=r"td_control: method must be one of 'sarsa', 'q_learning', 'expected_sarsa'; got 'dqn'"):
+        rl.td_control(rl.cliff_walking(), "dqn", alpha=0.5, epsilon=0.1, episodes=1, runs=1, generator=gen())
+    with pytest.raises(ValueError, match=r"value_iteration: tol must be a finite real number > 0, got 0"):
+        rl.value_iteration(mdp, 0.9, tol=0)
     with pytest.raises(ValueError, match=r"td0: policy rows must be probability distributions"):
-        rl.td0(mdp, policy * 2, alpha=0.1, episodes=1, runs=1)
+        rl.td0(mdp, policy * 2, alpha=0.1, episodes=1, runs=1, generator=gen())
     with pytest.raises(ValueError, match=r"evaluate_policy: policy must have shape \(S, A\) = \(7, 2\), got \(7, 3\)"):
         rl.evaluate_policy(mdp, torch.full((7, 3), 1 / 3, dtype=torch.float64), 1.0)
     with pytest.raises(TypeError, match=r"evaluate_policy: policy must be a torch.Tensor"):
         rl.evaluate_policy(mdp, [[0.5, 0.5]] * 7, 1.0)
     with pytest.raises(TypeError, match=r"td0: mdp must be a labs.rl.TabularMDP"):
-        rl.td0("walk", policy, alpha=0.1, episodes=1, runs=1)
+        rl.td0("walk", policy, alpha=0.1, episodes=1, runs=1, generator=gen())
     with pytest.raises(ValueError, match=r"td0: runs must be a positive int, got 0"):
-        rl.td0(mdp, policy, alpha=0.1, episodes=1, runs=0)
+        rl.td0(mdp, policy, alpha=0.1, episodes=1, runs=0, generator=gen())
     with pytest.raises(ValueError, match=r"semi_gradient_td: features must be a tensor of shape \(S, d\) with S = 7"):
-        rl.semi_gradient_td(mdp, policy, torch.ones(5, 2), alpha=0.1, episodes=1, runs=1)
+        rl.semi_gradient_td(mdp, policy, torch.ones(5, 2), alpha=0.1, episodes=1, runs=1, generator=gen())
     with pytest.raises(ValueError, match=r"gradient_mc: init must be a number or a vector of length 2"):
-        rl.gradient_mc(mdp, policy, torch.ones(7, 2), alpha=0.1, episodes=1, runs=1, init=torch.zeros(3))
-    with pytest.raises(ValueError, match=r"random_walk: n_states must be a positive odd int"):
+        rl.gradient_mc(mdp, policy, torch.ones(7, 2), alpha=0.1, episodes=1, runs=1, init=torch.zeros(3), generator=gen())
+    with pytest.raises(ValueError, match=r"random_walk: n_states must be odd \(so that there is a middle state to start in\), got 4"):
         rl.random_walk(4)
+    with pytest.raises(ValueError, match=r"random_walk: n_states must be a positive int, got 0"):
+        rl.random_walk(0)
     with pytest.raises(ValueError, match=r"sample_transitions: .* has no terminal state"):
-        rl.sample_transitions(rl.grid_world(), rl.uniform_policy(rl.grid_world()), episodes=1, runs=1)
+        rl.sample_transitions(rl.grid_world(), rl.uniform_policy(rl.grid_world()), episodes=1, runs=1, generator=gen())
     with pytest.raises(ValueError, match=r"grid_world: cell \(5, 0\) lies outside"):
         rl.grid_world(forbidden=[(5, 0)])
     with pytest.raises(ValueError, match=r"dqn: the grid world is continuing, so gamma must be < 1"):
-        rl.dqn(rl.grid_world(), gamma=1.0)
+        rl.dqn(rl.grid_world(), gamma=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"dqn: lr must be a finite real number > 0, got -0.1"):
+        rl.dqn(rl.grid_world(), gamma=0.9, lr=-0.1, seed=0)
+    with pytest.raises(ValueError, match=r"greedy_return: q must be a tensor of shape \(runs, S, A\) = \(runs, 48, 4\), got \(48, 4\)"):
+        rl.greedy_return(rl.cliff_walking(), torch.zeros(48, 4), generator=gen())
     with pytest.raises(ValueError, match=r"state_aggregation: groups=7 must divide n_states=1000"):
         features.state_aggregation(1000, 7)
 
@@ -279,6 +300,25 @@ def test_hyper_parameters_can_differ_per_run():
     late = result.rewards[:, -10:].mean(1)
     assert late[:2].min() > late[2:].max()  # greedy runs have learned; random runs keep wandering
     with pytest.raises(ValueError, match=r"sarsa: alpha \(the step size\) given per run must have shape \(4,\), got \(3,\)"):
-        rl.sarsa(mdp, alpha=torch.ones(3), epsilon=0.1, episodes=1, runs=4)
-    with pytest.raises(ValueError, match=r"expected_sarsa: epsilon must lie in \[0, 1\], got 1.5"):
-        rl.expected_sarsa(mdp, alpha=0.5, epsilon=torch.tensor([0.1, 1.5]), episodes=1, runs=2)
+        rl.sarsa(mdp, alpha=torch.ones(3), epsilon=0.1, episodes=1, runs=4, generator=gen())
+    with pytest.raises(ValueError, match=r"expected_sarsa: epsilon must be a finite real number >= 0 and <= 1, got 1.5"):
+        rl.expected_sarsa(mdp, alpha=0.5, epsilon=torch.tensor([0.1, 1.5]), episodes=1, runs=2, generator=gen())
+
+
+def test_sampling_needs_a_generator_and_leaves_the_global_rng_alone():
+    """No default stream: every function that samples names its generator, and never reads torch's global RNG."""
+    walk, cliff = rl.random_walk(), rl.cliff_walking()
+    with pytest.raises(TypeError, match=r"td0: generator must be a torch.Generator .*got NoneType"):
+        rl.td0(walk, rl.uniform_policy(walk), alpha=0.1, episodes=1, runs=1, generator=None)
+    with pytest.raises(TypeError, match=r"sample_transitions: generator must be a torch.Generator .*got int"):
+        rl.sample_transitions(walk, rl.uniform_policy(walk), episodes=1, runs=1, generator=0)
+    with pytest.raises(TypeError, match=r"sarsa: generator must be a torch.Generator"):
+        rl.sarsa(cliff, alpha=0.5, epsilon=0.1, episodes=1, runs=1, generator=None)
+    with pytest.raises(TypeError, match=r"greedy_return: generator must be a torch.Generator"):
+        rl.greedy_return(cliff, torch.zeros(1, 48, 4), generator=None)
+    state = torch.random.get_rng_state()
+    first = rl.td0(walk, rl.uniform_policy(walk), alpha=0.1, episodes=5, runs=3, generator=gen(12))
+    control = rl.q_learning(cliff, alpha=0.5, epsilon=0.1, episodes=3, runs=2, generator=gen(13))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.testing.assert_close(first, rl.td0(walk, rl.uniform_policy(walk), alpha=0.1, episodes=5, runs=3, generator=gen(12)))
+    torch.testing.assert_close(control.q, rl.q_learning(cliff, alpha=0.5, epsilon=0.1, episodes=3, runs=2, generator=gen(13)).q)
