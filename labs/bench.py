@@ -266,7 +266,7 @@ medians on a small or shared CPU and the same setting on every machine (GPU case
 class Run:
     """What a benchmark's ``cases(run)`` gets: where it runs, how hard to try, and how to time and record.
 
-    ``run.time(fn)`` is ``median_ms`` (few repeats under ``--quick``); ``run.compare`` times ours and
+    ``run.time(fn)`` is ``median_ms`` (one call under ``--quick``); ``run.compare`` times ours and
     the anchor one after the other and records both; ``run.record`` records numbers measured by hand.
     Every record has exactly the keys ``RECORD_KEYS``.
     """
@@ -283,7 +283,7 @@ class Run:
         """Median milliseconds of ``fn()`` (one call, no warm-up, under ``--quick``)."""
         if self.quick:
             warmup, repeats = 0, 1
-        return median_ms(fn, warmup=warmup, repeats=repeats)
+        return median_ms(fn, warmup=warmup, repeats=repeats, device=self.device)
 
     def record(
         self, op: str, *, shape, dtype, median_ms: float | None, pass_: str | None = None, anchor: str | None = None,

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._checks import choice
 from ..bench import median_ms
 from . import ring_all_gather, ring_allreduce, ring_reduce_scatter
 from .algorithms import chunk_bounds
@@ -142,22 +143,35 @@ def chapter_run(sizes: list[int], repeats: int, iters: int, check_n: int, train_
     }
 
 
-def fit_alpha_beta(p: np.ndarray, n_bytes: np.ndarray, seconds: np.ndarray) -> tuple[float, float]:
+RING_TERMS = ("alpha", "beta")
+"""The terms of the ring model ``2(p-1) alpha + 2(p-1)/p n beta`` that ``fit_alpha_beta`` can fit."""
+
+
+def fit_alpha_beta(p: np.ndarray, n_bytes: np.ndarray, seconds: np.ndarray, *,
+                   terms: tuple[str, ...] = RING_TERMS) -> tuple[float, float]:
     """Least-squares alpha and beta of the ring model ``2(p-1) alpha + 2(p-1)/p n beta``.
 
     Each equation is divided by its measured time, so the fit minimises
-    relative error and small messages count as much as large ones.
+    relative error and small messages count as much as large ones. ``terms``
+    picks the terms to fit (``("alpha",)``: latency alone; the other is 0).
+    Both are kept >= 0: when the two-term fit makes one negative (noisy
+    data), the better one-term fit is returned instead.
     """
+    terms = tuple(choice("fit_alpha_beta", "terms", t, RING_TERMS) for t in terms)
+    if not terms:
+        raise ValueError("fit_alpha_beta: terms must name at least one of 'alpha', 'beta', got ()")
     p, n_bytes, seconds = (np.asarray(a, dtype=np.float64) for a in (p, n_bytes, seconds))
-    design = np.stack([2 * (p - 1), 2 * (p - 1) / p * n_bytes], axis=1) / seconds[:, None]
+    columns = {"alpha": 2 * (p - 1), "beta": 2 * (p - 1) / p * n_bytes}
+    design = np.stack([columns[t] for t in terms], axis=1) / seconds[:, None]
     target = np.ones_like(seconds)
-    (alpha, beta), *_ = np.linalg.lstsq(design, target, rcond=None)
-    if alpha < 0 or beta < 0:  # noisy data: keep the constraint alpha, beta >= 0 by fitting one term alone
-        fits = [(column, (design[:, column] @ target) / (design[:, column] @ design[:, column])) for column in (0, 1)]
-        errors = [np.sum((design[:, column] * value - target) ** 2) for column, value in fits]
-        column, value = fits[int(np.argmin(errors))]
-        alpha, beta = (value, 0.0) if column == 0 else (0.0, value)
-    return float(alpha), float(beta)
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    if (solution < 0).any():  # noisy data: keep alpha, beta >= 0 by fitting one term alone
+        fits = [fit_alpha_beta(p, n_bytes, seconds, terms=(t,)) for t in terms]
+        errors = [np.sum((np.stack([columns["alpha"], columns["beta"]], 1) @ np.array(f) / seconds - 1) ** 2)
+                  for f in fits]
+        return fits[int(np.argmin(errors))]
+    fitted = dict(zip(terms, solution))
+    return float(fitted.get("alpha", 0.0)), float(fitted.get("beta", 0.0))
 
 
 # Ranks that misbehave on purpose, for the tests and the chapter's failure demo.

@@ -171,6 +171,12 @@ def test_alpha_beta_fit_recovers_known_parameters():
     fitted = fit_alpha_beta(p, n, seconds)
     assert fitted == pytest.approx((alpha, beta), rel=1e-9)
     assert min(fit_alpha_beta([2, 2], [10, 1e6], [1.0, 1e-3])) >= 0  # inconsistent data: never negative
+    latency_only, bandwidth_only = (fit_alpha_beta(p, n, seconds, terms=(t,)) for t in ("alpha", "beta"))
+    assert latency_only[1] == 0 and latency_only[0] > 0 and bandwidth_only[0] == 0 and bandwidth_only[1] > 0
+    with pytest.raises(ValueError, match="fit_alpha_beta: terms must be one of 'alpha', 'beta'; got 'gamma'"):
+        fit_alpha_beta(p, n, seconds, terms=("gamma",))
+    with pytest.raises(ValueError, match="fit_alpha_beta: terms must name at least one"):
+        fit_alpha_beta(p, n, seconds, terms=())
 
 
 def test_collectives_picture_labels_decode_the_definitions():
