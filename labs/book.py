@@ -3,6 +3,9 @@
 The HTML build sets ``LABS_BOOK_BUILD=1`` for the kernels it starts (see
 ``book/_ext/labs_book.py``): there, progress bars stay quiet and widgets are
 pre-rendered. In Jupyter or Colab everything is live.
+
+Only what chapters call at run time lives here; the build's own tooling (the
+Colab notebook generator) is in ``book/_ext``.
 """
 
 from __future__ import annotations
@@ -38,33 +41,3 @@ def progress(iterable, **tqdm_kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **tqdm_kwargs)
-
-
-COLAB_SETUP = '''\
-# Colab only: fetch the book at the commit this notebook was built from and
-# install its `labs` package (lower-bound dependencies, so Colab's own torch stays).
-import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.isdir("/content/book"):
-    subprocess.run(["git", "clone", "-q", "{repo_url}", "/content/book"], check=True)
-    subprocess.run(["git", "-C", "/content/book", "checkout", "-q", "{commit}"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/book"], check=True)
-    sys.path.insert(0, "/content/book")
-'''
-
-
-def colab_notebook(source, *, repo_url: str, commit: str):
-    """The chapter at ``source`` (MyST markdown) as an ``.ipynb`` for Colab.
-
-    Its first cell installs ``labs`` from ``repo_url`` pinned to ``commit``, and
-    only when running in Colab.
-    """
-    import jupytext
-    import nbformat
-
-    notebook = jupytext.read(source)
-    setup = nbformat.v4.new_code_cell(COLAB_SETUP.format(repo_url=repo_url, commit=commit))
-    setup.metadata["tags"] = ["colab-setup"]
-    notebook.cells.insert(0, setup)
-    notebook.metadata.pop("jupytext", None)
-    notebook.metadata.setdefault("accelerator", "GPU")
-    return notebook
