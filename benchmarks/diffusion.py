@@ -21,6 +21,7 @@ from labs.bench import run_benchmark
 from labs.diffusion import VPSDE, ScoreMLP, euler_maruyama, predictor_corrector, probability_flow_sample
 
 HIDDEN, DEPTH = 128, 3
+BETA_MIN, BETA_MAX, N = 0.1, 20.0, 1000
 ANCHOR = "NFE score-model calls on the same batch, no sampler"
 
 
@@ -34,7 +35,7 @@ def sizes(run):
 
 
 def cases(run):
-    dev, sde = run.device, VPSDE()
+    dev, sde = run.device, VPSDE(BETA_MIN, BETA_MAX, N)
     model = ScoreMLP(2, sde, hidden=HIDDEN, depth=DEPTH).to(dev).eval()
     samplers = {
         "euler_maruyama": lambda b, n, g: euler_maruyama(sde, model, (b, 2), n, device=dev, generator=g),
@@ -58,7 +59,8 @@ def cases(run):
         run.record(sampler, shape=[batch, 2], dtype=torch.float32, median_ms=ms, anchor=ANCHOR,
                    anchor_median_ms=run.time(network_only, warmup=1, repeats=repeats),
                    params={"steps": steps, "nfe": nfe, "samples_per_s": round(batch / (ms / 1e3)),
-                           "model": f"ScoreMLP(dim=2, hidden={HIDDEN}, depth={DEPTH})", "sde": "VPSDE(0.1, 20, 1000)"})
+                           "model": f"ScoreMLP(dim=2, hidden={HIDDEN}, depth={DEPTH})",
+                           "sde": f"VPSDE({BETA_MIN:g}, {BETA_MAX:g}, {N})"})
 
 
 def main(argv=None) -> list[dict]:

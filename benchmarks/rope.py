@@ -58,7 +58,7 @@ def cases(run):
         positions = torch.arange(seq_len, device=dev)
         inv_freq = rope_frequencies(dim)[0].to(dev)
         qg, kg = q.clone().requires_grad_(), k.clone().requires_grad_()
-        dq, dk = torch.randn_like(q), torch.randn_like(k)
+        dq, dk = (torch.randn(x.shape, device=dev, dtype=dtype, generator=g) for x in (q, k))
         angles = positions.double()[:, None] * inv_freq.double()[None, :]
         cos = torch.cat((angles.cos(), angles.cos()), -1)[None].to(dtype)  # (1, T, D), half-split layout
         sin = torch.cat((angles.sin(), angles.sin()), -1)[None].to(dtype)

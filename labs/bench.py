@@ -146,9 +146,10 @@ def html_table(records: list[dict]) -> str:
 
 def run_summary(record: dict) -> str:
     """One line naming where and with what a run was measured."""
-    threads = "threads not recorded" if record.get("threads") is None else f"{record['threads']} CPU thread(s)"
+    n = record.get("threads")
+    thread_text = "threads not recorded" if n is None else f"{n} CPU thread{'s' if n != 1 else ''}"
     return (f"{record['device']} ({record['device_kind']}), {record['date']}, torch {record['torch']}, "
-            f"{record['triton']}, {threads}, labs {record['labs_commit']}")
+            f"{record['triton']}, {thread_text}, labs {record['labs_commit']}")
 
 
 class GpuResults:
@@ -330,13 +331,13 @@ class Run:
         self, op: str, ours: Callable[[], object], anchor: str, anchor_fn: Callable[[], object], *,
         warmup: int = 3, repeats: int = 20, **fields,
     ) -> dict:
-        """Time ``ours`` and then the anchor ``anchor_fn`` (named ``anchor``) and record both (``fields``: see ``record``)."""
+        """Time ``ours``, then the anchor ``anchor_fn`` (named ``anchor``); record both (``fields``: see ``record``)."""
         ours_ms = self.time(ours, warmup=warmup, repeats=repeats)
         anchor_ms = self.time(anchor_fn, warmup=warmup, repeats=repeats)
         return self.record(op, median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms, **fields)
 
     def copy_bandwidth(self, copy: Callable[[], object], gbytes: float) -> float:
-        """GB/s of ``copy()``, a device copy that reads and writes ``gbytes`` in all: the ceiling of a streaming kernel."""
+        """GB/s of ``copy()``, a device copy reading and writing ``gbytes`` in all: a streaming kernel's ceiling."""
         return gbytes / (self.time(copy) / 1e3)
 
 

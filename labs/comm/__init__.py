@@ -35,7 +35,8 @@ from .algorithms import (
 )
 
 __all__ = [
-    "ALGORITHMS", "Message", "REDUCIBLE_DTYPES", "RankFailed", "Step", "algbw", "all_gather", "all_reduce", "all_to_all",
+    "ALGORITHMS", "Message", "REDUCIBLE_DTYPES", "RankFailed", "Step", "algbw", "all_gather", "all_reduce",
+    "all_to_all",
     "allreduce_cost", "broadcast", "busbw", "chunk_bounds", "cost_terms", "reduce", "reduce_scatter",
     "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost", "simulate", "spawn",
 ]

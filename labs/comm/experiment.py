@@ -79,7 +79,7 @@ def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: s
 
 
 def _linear(n_in: int, n_out: int, generator: torch.Generator) -> torch.nn.Linear:
-    """A float64 ``nn.Linear`` with PyTorch's default initialisation, U(-1/sqrt(n_in), 1/sqrt(n_in)), from ``generator``."""
+    """A float64 ``nn.Linear`` initialised as PyTorch does, U(-1/sqrt(n_in), 1/sqrt(n_in)), from ``generator``."""
     layer = torch.nn.utils.skip_init(torch.nn.Linear, n_in, n_out, dtype=torch.float64)  # no draw from the global RNG
     bound = n_in ** -0.5
     with torch.no_grad():

@@ -92,7 +92,7 @@ def test_show_gpu_results_renders_the_latest_gpu_run(tmp_path):
     text, page = repr(shown), shown._repr_html_()
     for where in (text, page):
         assert "NVIDIA H100 80GB HBM3" in where and "A100" not in where and "AMD EPYC" not in where
-        assert "2026-11-23" in where and "2.11.0" in where and "triton 3.6.0" in where and "1 CPU thread" in where
+        assert "2026-11-23" in where and "2.11.0" in where and "triton 3.6.0" in where and "1 CPU thread," in where
         assert "q 4x32x4096x128, k 4x8x4096x128" in where and "eager torch" in where
         assert "83.3%" in where  # the fraction of copy bandwidth
         assert "0.25" in where and "0.5" in where  # ours/anchor of both passes
