@@ -85,7 +85,9 @@ def _chapter_code():
 FORBIDDEN_IN_CHAPTERS = {
     r"^\s*assert\s": "a bare assert prints nothing useful: use labs.derive / labs.claims checks",
     r"set_num_threads": "the thread count is scoped: use `with labs.threads(n):`",
-    r"cuda\.is_available|[\"']cuda[\"']": "ask labs.device() where to run (LABS_DEVICE must reach every cell)",
+    r"cuda\.is_available|device\s*=\s*[\"']cuda|torch\.device\(\s*[\"']cuda|\.cuda\(": (
+        "ask labs.device() where to run (LABS_DEVICE must reach every cell)"
+    ),
     r"manual_seed|np\.random\.seed|default_rng": "derive random streams from the book seed: labs.generator(stream)",
     r"perf_counter|time\.time\(": "time with labs.bench.median_ms, the book's one timer",
     r"labs\.seed\(\s*\d": "labs.seed() takes the book seed from LABS_SEED; do not fix it in a chapter",
