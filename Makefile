@@ -41,8 +41,29 @@ unit: install
 notebooks: install
 	$(call TIMED,$(BIN)/pytest tests/test_notebooks.py -n 2,chapters re-executed by nbval)
 
+# The Colab check (tests/colab): every chapter's notebook, as the book build wrote it, run
+# as a reader runs it in Colab, in a separate environment with Colab's ipywidgets 7.7.1
+# and none of jupytext, myst-nb, jupyter-book or labs, no package index and a working
+# directory outside the repository; every widget control is driven. In `make test` it
+# takes the place of the nbval run (`make notebooks`), so each chapter runs twice, not three times.
+COLAB_VENV  := $(VENV)/colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
+.PHONY: colab-env colab-check
+
+$(COLAB_STAMP): tests/colab/requirements-colab.txt
+	rm -rf $(COLAB_VENV)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/pip install -q -r tests/colab/requirements-colab.txt
+	touch $@
+
+colab-env:
+	$(call TIMED,$(MAKE) --no-print-directory $(COLAB_STAMP),Colab-like environment)
+
+colab-check: install colab-env book
+	$(call TIMED,COLAB_CHECK=1 $(BIN)/pytest tests/colab -n 2,notebooks run as in Colab)
+
 test: install browser
-	$(MAKE) --no-print-directory unit notebooks book
+	$(MAKE) --no-print-directory unit book colab-check
 	$(call TIMED,$(BIN)/pytest tests/book,built-HTML and headless-Chromium checks)
 
 # Every chapter under two more book seeds. Failing checks are reported, not raised

@@ -28,6 +28,7 @@ tried. ``RunReport.problems`` lists everything that failed.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -45,6 +46,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 COLAB_ENV = HERE / "colab_env"
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from myst_to_markdown import raw_myst  # noqa: E402
 DEAD_PORT = 9  # "discard": nothing listens on it here
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -290,6 +293,30 @@ def drive_widgets(kernel: Kernel, report: RunReport, timeout: float) -> None:
                 report.problems.append(f"widget {name!r} ({shown}): the callback raised:\n{error[-3000:]}")
             elif n_values is not None and figures == 0:
                 report.problems.append(f"widget {name!r} ({shown}): changing it redrew no figure")
+
+
+PASTED = re.compile(r'<span class="pasted-text">([^<]*)</span>')
+
+
+def static_problems(notebook, page_html: str | None = None) -> list[str]:
+    """What is wrong with a notebook before it runs: raw MyST in its markdown, a first cell that
+    is not the offline set-up, glued values of the HTML page (``page_html``) missing from its markdown."""
+    problems = []
+    markdown = [(k, c.source) for k, c in enumerate(notebook.cells) if c.cell_type == "markdown"]
+    for k, text in markdown:
+        problems += [f"markdown cell {k} keeps raw MyST: {raw}" for raw in raw_myst(text)]
+    first = notebook.cells[0] if notebook.cells else None
+    if first is None or first.cell_type != "code" or "colab-setup" not in first.metadata.get("tags", []):
+        problems.append("the first cell is not the set-up cell that installs the embedded labs")
+    elif '"--no-deps", "--no-index"' not in first.source or "git clone" in first.source:
+        problems.append("the set-up cell does not install labs offline from the notebook itself")
+    if page_html is not None:
+        text = "\n".join(source for _, source in markdown)
+        values = [html.unescape(v) for v in PASTED.findall(page_html)]
+        missing = sorted({v for v in values if v not in text})
+        if missing:
+            problems.append(f"glued values on the page but not in the notebook's markdown: {missing}")
+    return problems
 
 
 def run_notebook(notebook, workdir: Path, *, cell_timeout: float = 900, widgets: bool = True) -> RunReport:

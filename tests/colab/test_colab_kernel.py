@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from colab_kernel import ROOT, Overlay, colab_python, kernel_environment, run_notebook
+from colab_kernel import ROOT, Overlay, colab_python, kernel_environment, run_notebook, static_problems
 from colab_notebook import install_cell, lower_bounds
 from labs_wheel import build_wheel
 
@@ -122,3 +122,27 @@ def test_the_workdir_must_be_outside_the_repository(colab_env):
 
 def test_colab_python_names_its_base():
     assert colab_python().name == "python" and isinstance(colab_python(), Path)
+
+
+def test_a_markdown_cell_that_keeps_a_raw_role_fails(setup_cell):
+    nb = notebook("x = 1", setup=setup_cell)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("The value is {glue:text}`x:.2f`, as {cite}`someone`."))
+    assert static_problems(nb) == ["markdown cell 1 keeps raw MyST: {glue:text}`x:.2f`",
+                                   "markdown cell 1 keeps raw MyST: {cite}`someone`"]
+    nb.cells[1].source = "The value is 1.00, as (Someone, 2020)."
+    assert static_problems(nb) == []
+
+
+def test_a_notebook_without_the_offline_set_up_fails(setup_cell):
+    assert "first cell is not the set-up" in static_problems(notebook("x = 1"))[0]
+    clone = nbformat.v4.new_code_cell("!git clone https://github.com/labs-book/labs-book", metadata={"tags": ["colab-setup"]})
+    assert "does not install labs offline" in static_problems(notebook("x = 1", setup=clone))[0]
+
+
+def test_a_glued_value_of_the_page_missing_from_the_notebook_fails(setup_cell):
+    nb = notebook("x = 1", setup=setup_cell)
+    nb.cells.append(nbformat.v4.new_markdown_cell("Loss 0.25 after 300 steps."))
+    page = '<p>Loss <span class="pasted-text">0.25</span> after <span class="pasted-text">300</span></p>'
+    assert static_problems(nb, page) == []
+    page += '<span class="pasted-text">4.0</span>'
+    assert static_problems(nb, page) == ["glued values on the page but not in the notebook's markdown: ['4.0']"]
