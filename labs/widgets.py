@@ -1,5 +1,9 @@
 """Explorable figures: a live ipywidget in a kernel, a pre-rendered slider in the HTML book.
 
+Live, it works on ipywidgets 7.7 (what Colab ships) and 8: `make colab-check`
+drives every control of every chapter with ipywidgets 7.7.1 and checks that each
+change redraws the figure.
+
 A static page cannot call Python, so in the book build ``explore`` renders
 every combination of the control values up front and emits a small,
 self-contained HTML/JS slider that swaps between the pre-rendered frames. No
@@ -85,24 +89,40 @@ class StaticExplorer:
         )
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _live(plot: Callable, controls: dict[str, list], initial: dict):
+    """Controls and an output that redraws on every change, built from what ipywidgets 7.7 and 8 share.
+
+    Only core widgets and ``interactive_output`` (an ``Output`` cleared with
+    ``clear_output(wait=True)`` before each redraw): Colab renders them with its
+    own ipywidgets 7.7.1, with no custom widget manager and no ipympl.
+    Sliders send their value when released (``continuous_update=False``), so a
+    figure that takes a moment to compute is drawn once per move, not once per pixel.
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
-    sliders = {}
+    style = {"description_width": "initial"}  # show each control's whole name
+    inputs = {}
     for name, values in controls.items():
-        if all(isinstance(v, (int, float)) for v in values):
-            sliders[name] = widgets.SelectionSlider(options=values, value=initial[name], description=name)
+        if all(_is_number(v) for v in values):
+            inputs[name] = widgets.SelectionSlider(
+                options=values, value=initial[name], description=name, continuous_update=False, style=style
+            )
         else:
-            sliders[name] = widgets.Dropdown(options=values, value=initial[name], description=name)
+            inputs[name] = widgets.Dropdown(options=values, value=initial[name], description=name, style=style)
 
     def show(**values):
         fig = plot(**values)
         display(fig)
         plt.close(fig)
 
-    output = widgets.interactive_output(show, sliders)
-    return widgets.VBox([widgets.HBox(list(sliders.values())), output])
+    output = widgets.interactive_output(show, inputs)
+    row = widgets.HBox(list(inputs.values()), layout=widgets.Layout(flex_flow="row wrap"))
+    return widgets.VBox([row, output])
 
 
 def explore(plot: Callable, controls: dict[str, Sequence], *, alt: str, initial: dict | None = None):

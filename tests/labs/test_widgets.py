@@ -32,6 +32,32 @@ def test_live_kernel_gets_an_ipywidget(monkeypatch):
     assert isinstance(widget, ipywidgets.VBox)
     sliders = widget.children[0].children
     assert [type(s).__name__ for s in sliders] == ["SelectionSlider", "Dropdown"]
+    assert sliders[0].continuous_update is False  # one redraw per move, not per pixel
+    assert isinstance(widget.children[1], ipywidgets.Output)
+
+
+def test_every_live_control_redraws_the_figure(monkeypatch):
+    """Each change calls the plot again with the new values (in Colab's ipywidgets 7.7.1 too: make colab-check)."""
+    monkeypatch.setenv("LABS_BOOK_BUILD", "0")
+    calls = []
+
+    def plot(slope, style):
+        calls.append((slope, style))
+        return line_plot(slope, style)
+
+    widget = explore(plot, CONTROLS, alt="a line", initial={"slope": 2})
+    slope, style = widget.children[0].children
+    assert calls == [(2, "-")]  # drawn once on creation
+    slope.value = 3
+    style.value = "--"
+    slope.value = 1
+    assert calls == [(2, "-"), (3, "-"), (3, "--"), (1, "--")]
+
+
+def test_true_and_false_are_a_choice_not_a_number(monkeypatch):
+    monkeypatch.setenv("LABS_BOOK_BUILD", "0")
+    widget = explore(lambda flag: line_plot(1, "-" if flag else "--"), {"flag": [True, False]}, alt="a line")
+    assert type(widget.children[0].children[0]).__name__ == "Dropdown"
 
 
 @pytest.mark.parametrize(
