@@ -36,7 +36,8 @@ from myst_to_markdown import (
 
 # Import names whose distribution has another name.
 DISTRIBUTIONS = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "PyYAML", "cv2": "opencv-python",
-                 "skimage": "scikit-image", "IPython": "ipython", "google": "google-colab"}
+                 "skimage": "scikit-image", "IPython": "ipython"}
+COLAB_ONLY = {"google"}  # google.colab: a chapter uses it only when it runs in Colab
 HIDDEN_SOURCE = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
 HIDDEN_OUTPUT = {"hide-output", "remove-output"}
 
@@ -166,7 +167,8 @@ def third_party_imports(sources: list[str], exclude: set[str]) -> dict[str, str]
             for name in names:
                 top = name.split(".")[0]
                 package = DISTRIBUTIONS.get(top, top)
-                if top in sys.stdlib_module_names or top == "__future__" or top in exclude or package in exclude:
+                if (top in sys.stdlib_module_names or top in COLAB_ONLY or top == "__future__"
+                        or top in exclude or package in exclude):
                     continue
                 found.setdefault(top, package)
     return dict(sorted(found.items()))

@@ -330,11 +330,13 @@ def literalinclude(ctx: Context, argument: str, options: dict[str, str]) -> str 
         code = code.split(options["start-after"], 1)[-1].split("\n", 1)[-1]
     if "end-before" in options:
         code = code.split(options["end-before"], 1)[0].rsplit("\n", 1)[0]
-    if "lines" in options:
+    if "lines" in options:  # "3", "3-5", "7-": 1-based and inclusive, as in Sphinx
         all_lines, chosen = code.splitlines(), []
         for span in options["lines"].split(","):
-            first, _, last = span.strip().partition("-")
-            chosen += all_lines[int(first) - 1:int(last or first) if last or not _ else len(all_lines)]
+            first, dash, last = span.strip().partition("-")
+            start = int(first or 1) - 1
+            stop = int(last) if last else (len(all_lines) if dash else start + 1)
+            chosen += all_lines[start:stop]
         code = "\n".join(chosen)
     if "dedent" in options:
         code = textwrap.dedent(code)
@@ -546,6 +548,9 @@ def raw_myst(markdown: str) -> list[str]:
     i = 0
     while i < len(lines):
         line = lines[i]
+        if DOLLAR_BLOCK.match(line) and line.count("$$") < 2:  # display math: LaTeX, not MyST
+            i = next((j for j in range(i + 1, len(lines)) if "$$" in lines[j]), len(lines)) + 1
+            continue
         fence = FENCE.match(line)
         if fence:
             if DIRECTIVE_INFO.match(fence["info"]):

@@ -338,14 +338,20 @@ def run_notebook(notebook, workdir: Path, *, cell_timeout: float = 900, widgets:
         for index, cell in enumerate(notebook.cells):
             if cell.cell_type != "code":
                 continue
-            result = kernel.execute(cell.source, cell_timeout)
+            try:
+                result = kernel.execute(cell.source, cell_timeout)
+            except (TimeoutError, RuntimeError) as error:  # a cell past its time, or a dead kernel
+                report.problems.append(f"cell {index} did not finish ({type(error).__name__}: {error}):\n"
+                                       f"{cell.source[:800]}")
+                break
             report.cells_run += 1
             if result["errors"]:
                 report.problems.append(
                     f"cell {index} raised:\n{cell.source[:800]}\n---\n" + "\n".join(result["errors"])[-4000:])
                 break
-        facts = kernel.execute(FACTS, 120)
-        report.facts = json.loads(facts["stdout"].strip().splitlines()[-1]) if not facts["errors"] else {}
+        if report.ok:
+            facts = kernel.execute(FACTS, 120)
+            report.facts = json.loads(facts["stdout"].strip().splitlines()[-1]) if not facts["errors"] else {}
         if report.ok and widgets:
             drive_widgets(kernel, report, cell_timeout)
     finally:

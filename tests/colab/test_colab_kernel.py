@@ -146,3 +146,9 @@ def test_a_glued_value_of_the_page_missing_from_the_notebook_fails(setup_cell):
     assert static_problems(nb, page) == []
     page += '<span class="pasted-text">4.0</span>'
     assert static_problems(nb, page) == ["glued values on the page but not in the notebook's markdown: ['4.0']"]
+
+
+def test_a_cell_past_its_time_fails(colab_env, tmp_path):
+    report = run_notebook(notebook("import time\ntime.sleep(60)", "print('after')"), tmp_path, cell_timeout=3,
+                          widgets=False)
+    assert report.cells_run == 0 and "cell 0 did not finish" in report.problems[0]

@@ -379,3 +379,13 @@ def test_chapter_becomes_a_self_contained_notebook(wheel):
     assert "def scaled_softmax(" in markdown  # literalinclude, inlined
     assert "(Vaswani et al., 2017)" in markdown and "Attention is all you need" in markdown
     json.dumps(nb)  # serialisable as it is
+
+
+def test_literalinclude_lines_are_one_based_and_inclusive(tmp_path):
+    (tmp_path / "f.txt").write_text("a\nb\nc\nd\ne\n")
+    out, ctx = convert("```{literalinclude} f.txt\n:lines: 2, 4-\n```", tmp_path)
+    assert "```\nb\nd\ne\n```" in out and not ctx.warnings
+
+
+def test_display_math_is_not_mistaken_for_myst():
+    assert raw_myst("$$\n% a LaTeX comment\n(a)=b\n$$\n") == []
