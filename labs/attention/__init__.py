@@ -5,19 +5,18 @@ Public API (inputs checked here, math in ``reference.py``, ``chunk.py``,
 
 * ``softmax_attention(q, k, v, *, causal, scale)``
 * ``linear_attention(q, k, v, *, causal, feature_map, normalize, method, chunk_size, eps)``
-* ``favor_features(x, projection, *, is_query)``, ``random_projection(n_features, dim, *, orthogonal, generator)``
+* ``favor_features(x, projection, *, is_query)``, ``random_projection(n_features, dim, *, generator, orthogonal)``
 * ``GAU`` and ``mixed_chunk_attention`` (FLASH)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
 from .. import _backend
-from .._checks import whole_number
+from .._checks import choice, flag, float_tensor, real_number, whole_number
 from . import reference
 from .chunk import causal_chunk_numerator, linear_attention_chunk
 from .gau import GAU, mixed_chunk_weights, squared_relu_attention
@@ -36,7 +35,7 @@ from .reference import (
 __all__ = [
     "FEATURE_MAPS",
     "GAU",
-    "METHODS",
+    "LINEAR_ATTENTION_METHODS",
     "attention_entropy",
     "attention_weights",
     "favor_attention",
@@ -54,25 +53,15 @@ __all__ = [
     "trig_mse",
 ]
 
-METHODS = ("auto", "quadratic", "recurrent", "chunk")
+LINEAR_ATTENTION_METHODS = ("auto", "quadratic", "recurrent", "chunk")  # how linear_attention computes, never what
 TRITON_CHUNK_SIZES = (16, 32, 64, 128)  # tl.dot needs >= 16; the chunk's T x T tile must fit on chip
 MAX_TRITON_HEAD_DIM = 256  # one program holds a whole Dk-wide tile; wider heads use torch
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _check_tensor(fn: str, name: str, x, ndim: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{fn}: {name} must be a floating tensor (fp16/bf16/fp32/fp64), got dtype {x.dtype}")
-    if x.ndim != ndim:
-        raise ValueError(f"{fn}: {name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
 
 
 def _check_qkv(fn: str, q, k, v) -> None:
     """q, k: (B, H, T, Dk); v: (B, H, T, Dv); same dtype and device."""
     for name, x in (("q", q), ("k", k), ("v", v)):
-        _check_tensor(fn, name, x, 4)
+        float_tensor(fn, name, x, ndim=4)
     if q.shape != k.shape:
         raise ValueError(f"{fn}: q and k must have the same shape (B, H, T, Dk), got {tuple(q.shape)} and {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:
@@ -87,17 +76,12 @@ def _check_qkv(fn: str, q, k, v) -> None:
         raise ValueError(f"{fn}: q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
 
 
-def _check_flag(fn: str, name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
-
-
 def softmax_attention(q, k, v, *, causal: bool = False, scale: float | None = None) -> torch.Tensor:
     """softmax(scale q k^T) v over (B, H, T, D) tensors; ``scale`` defaults to 1 / sqrt(Dk)."""
     _check_qkv("softmax_attention", q, k, v)
-    _check_flag("softmax_attention", "causal", causal)
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)):
-        raise ValueError(f"softmax_attention: scale must be None or a finite real number, got {scale!r}")
+    flag("softmax_attention", "causal", causal)
+    if scale is not None:
+        scale = real_number("softmax_attention", "scale", scale)
     return reference.softmax_attention(q, k, v, causal=causal, scale=scale)
 
 
@@ -149,14 +133,12 @@ def linear_attention(
     """
     fn = "linear_attention"
     _check_qkv(fn, q, k, v)
-    _check_flag(fn, "causal", causal)
-    _check_flag(fn, "normalize", normalize)
+    flag(fn, "causal", causal)
+    flag(fn, "normalize", normalize)
     phi = _feature_map(feature_map)
-    if method not in METHODS:
-        raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
+    choice(fn, "method", method, LINEAR_ATTENTION_METHODS)
     whole_number(fn, "chunk_size", chunk_size)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
-        raise ValueError(f"{fn}: eps must be a finite number >= 0, got {eps!r}")
+    eps = real_number(fn, "eps", eps, low=0.0)
     fq, fk = phi(q), phi(k)
     if not isinstance(fq, torch.Tensor) or fq.shape[:-1] != q.shape[:-1] or fk.shape != fq.shape:
         raise ValueError(
@@ -172,14 +154,17 @@ def linear_attention(
     )
 
 
-def random_projection(n_features: int, dim: int, *, orthogonal: bool = True, generator=None,
+def random_projection(n_features: int, dim: int, *, generator: torch.Generator, orthogonal: bool = True,
                       dtype=torch.float32) -> torch.Tensor:
-    """``(n_features, dim)`` random directions w ~ N(0, I) for FAVOR+, in orthogonal blocks by default."""
+    """``(n_features, dim)`` random directions w ~ N(0, I) for FAVOR+, in orthogonal blocks by default.
+
+    Every draw comes from ``generator``.
+    """
     for name, value in (("n_features", n_features), ("dim", dim)):
         whole_number("random_projection", name, value)
-    _check_flag("random_projection", "orthogonal", orthogonal)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"random_projection: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    flag("random_projection", "orthogonal", orthogonal)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"random_projection: generator must be a torch.Generator, got {type(generator).__name__}")
     return reference.random_projection(n_features, dim, orthogonal=orthogonal, generator=generator, dtype=dtype)
 
 
@@ -191,15 +176,14 @@ def favor_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool,
     estimate softmax attention's ``exp(q . k / sqrt(D))``.
     """
     fn = "favor_features"
-    if not isinstance(x, torch.Tensor) or x.dtype not in _FLOAT_DTYPES or x.ndim < 1:
-        raise TypeError(f"{fn}: x must be a floating tensor of shape (..., D), got {type(x).__name__}")
-    if not isinstance(projection, torch.Tensor) or projection.ndim < 2:
-        raise TypeError(f"{fn}: projection must be a (m, D) tensor, got {getattr(projection, 'shape', projection)!r}")
+    float_tensor(fn, "x", x, min_ndim=1)
+    float_tensor(fn, "projection", projection, min_ndim=2)
     if projection.shape[-1] != x.shape[-1]:
         raise ValueError(
             f"{fn}: projection has {projection.shape[-1]} columns but x has D = {x.shape[-1]}; expected (m, {x.shape[-1]})"
         )
-    _check_flag(fn, "is_query", is_query)
+    flag(fn, "is_query", is_query)
+    flag(fn, "stabilize", stabilize)
     return reference.favor_features(x, projection, is_query=is_query, stabilize=stabilize)
 
 
@@ -218,12 +202,12 @@ def mixed_chunk_attention(q, k, q_lin, k_lin, v, *, chunk_size: int, causal: boo
     """FLASH mixed chunk attention on (B, T, s) queries/keys and (B, T, e) values (see ``gau.py``)."""
     fn = "mixed_chunk_attention"
     for name, x in (("q", q), ("k", k), ("q_lin", q_lin), ("k_lin", k_lin), ("v", v)):
-        _check_tensor(fn, name, x, 3)
+        float_tensor(fn, name, x, ndim=3)
     for name, x in (("k", k), ("q_lin", q_lin), ("k_lin", k_lin)):
         if x.shape != q.shape:
             raise ValueError(f"{fn}: {name} must have the shape of q {tuple(q.shape)}, got {tuple(x.shape)}")
     if v.shape[:2] != q.shape[:2]:
         raise ValueError(f"{fn}: v must be (B, T, e) with the (B, T) of q = {tuple(q.shape[:2])}, got {tuple(v.shape)}")
     whole_number(fn, "chunk_size", chunk_size)
-    _check_flag(fn, "causal", causal)
+    flag(fn, "causal", causal)
     return _mixed_chunk_attention(q, k, q_lin, k_lin, v, chunk_size=chunk_size, causal=causal)

@@ -5,13 +5,20 @@ and the value's embeddings added), then a query position carrying one of the
 keys. The model must output that key's value. One attention layer suffices in
 principle: match the query against the keys, copy the value. How many pairs
 an attention form can keep apart is what the experiment measures.
+
+Every random draw comes from the ``seed`` a function is given (the chapter
+derives it from the book seed); nothing here reads or reseeds the global RNG.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from .._checks import choice, positive, whole_number
+from .._seed import derive_seed
 from ..book import progress
 from . import (
     GAU,
@@ -29,8 +36,13 @@ from .reference import elu_plus_one
 ATTENTION_KINDS = ("softmax", "linear", "linear+norm", "performer", "flash")
 
 
-def recall_batch(batch: int, n_pairs: int, *, n_keys: int = 64, n_values: int = 16, generator=None):
-    """(keys, values, query, target): ``n_pairs`` distinct keys per sequence, random values, one queried key."""
+def recall_batch(batch: int, n_pairs: int, *, generator: torch.Generator, n_keys: int = 64, n_values: int = 16):
+    """(keys, values, query, target): ``n_pairs`` distinct keys per sequence, random values, one queried key.
+
+    Every draw comes from ``generator``.
+    """
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"recall_batch: generator must be a torch.Generator, got {type(generator).__name__}")
     if not 1 <= n_pairs <= n_keys:
         raise ValueError(f"recall_batch: n_pairs must be in [1, {n_keys}], got {n_pairs}")
     keys = torch.rand(batch, n_keys, generator=generator).argsort(-1)[:, :n_pairs]
@@ -40,15 +52,24 @@ def recall_batch(batch: int, n_pairs: int, *, n_keys: int = 64, n_values: int = 
     return keys, values, keys[rows, which], values[rows, which]
 
 
-class RecallModel(nn.Module):
-    """Embeddings -> one causal attention layer (``kind``) with a residual -> read the value at the query."""
+def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
+    """A private generator for one ``stream`` of draws (initial weights, training data, ...) of ``seed``."""
+    seed = whole_number(fn, "seed", seed, minimum=0)
+    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
-    def __init__(self, kind: str, *, d_model: int = 64, n_heads: int = 4, n_keys: int = 64, n_values: int = 16,
-                 n_features: int = 64, chunk_size: int = 8, seed: int = 0):
+
+class RecallModel(nn.Module):
+    """Embeddings -> one causal attention layer (``kind``) with a residual -> read the value at the query.
+
+    Every weight is drawn from ``seed`` (the layers' own initialisation, which would draw from the global
+    RNG, is overwritten), so a model depends on its seed alone.
+    """
+
+    def __init__(self, kind: str, *, seed: int, d_model: int = 64, n_heads: int = 4, n_keys: int = 64,
+                 n_values: int = 16, n_features: int = 64, chunk_size: int = 8):
         super().__init__()
-        if kind not in ATTENTION_KINDS:
-            raise ValueError(f"RecallModel: kind must be one of {ATTENTION_KINDS}, got {kind!r}")
-        g = torch.Generator().manual_seed(seed)
+        choice("RecallModel", "kind", kind, ATTENTION_KINDS)
+        g = _generator("RecallModel", seed, "init")
         self.kind, self.n_heads = kind, n_heads
         self.key_embed = nn.Embedding(n_keys, d_model)
         self.value_embed = nn.Embedding(n_values, d_model)
@@ -62,9 +83,12 @@ class RecallModel(nn.Module):
             self.register_buffer("projection", random_projection(n_features, d_model // n_heads, generator=g))
         self.norm = nn.LayerNorm(d_model)
         self.readout = nn.Linear(d_model, n_values)
-        for p in self.parameters():  # the same initial weights for every seed-matched model
-            if p.ndim > 1:
-                nn.init.normal_(p, std=d_model**-0.5, generator=g)
+        with torch.no_grad():  # the same initial weights for every seed-matched model
+            for p in self.parameters():
+                if p.ndim > 1:
+                    nn.init.normal_(p, std=d_model**-0.5, generator=g)
+            bound = 1 / math.sqrt(d_model)  # nn.Linear's own bias law, drawn from g
+            self.readout.bias.uniform_(-bound, bound, generator=g)
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "flash":
@@ -88,12 +112,18 @@ class RecallModel(nn.Module):
         return self.readout(self.norm(x[:, -1]))
 
 
-def train_recall(kind: str, *, steps: int = 300, batch: int = 64, max_pairs: int = 32, lr: float = 1e-2,
-                 seed: int = 0) -> tuple[RecallModel, list[float]]:
-    """Train a ``RecallModel`` on 2..``max_pairs`` pairs; return it and its training accuracy per step."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
+def train_recall(kind: str, *, seed: int, steps: int = 300, batch: int = 64, max_pairs: int = 32,
+                 lr: float = 1e-2) -> tuple[RecallModel, list[float]]:
+    """Train a ``RecallModel`` on 2..``max_pairs`` pairs; return it and its training accuracy per step.
+
+    ``seed`` fixes the initial weights and the training batches (two separate streams).
+    """
+    fn = "train_recall"
+    steps, batch = whole_number(fn, "steps", steps), whole_number(fn, "batch", batch)
+    max_pairs = whole_number(fn, "max_pairs", max_pairs, minimum=2)
+    lr = positive(fn, "lr", lr)
     model = RecallModel(kind, seed=seed)
+    g = _generator(fn, seed, "data")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     accuracy = []
     for _ in progress(range(steps), desc=kind, leave=False):
@@ -109,18 +139,26 @@ def train_recall(kind: str, *, steps: int = 300, batch: int = 64, max_pairs: int
 
 
 @torch.no_grad()
-def recall_accuracy(model: RecallModel, n_pairs: int, *, batch: int = 512, seed: int = 1) -> float:
-    """Held-out accuracy with ``n_pairs`` pairs per sequence."""
-    keys, values, query, target = recall_batch(batch, n_pairs, generator=torch.Generator().manual_seed(seed))
+def recall_accuracy(model: RecallModel, n_pairs: int, *, seed: int, batch: int = 512) -> float:
+    """Held-out accuracy with ``n_pairs`` pairs per sequence, on a batch drawn from ``seed``.
+
+    The same ``seed`` gives every model the same batch, so models are compared on the same sequences.
+    """
+    g = _generator("recall_accuracy", seed, f"eval/{n_pairs}")
+    keys, values, query, target = recall_batch(batch, n_pairs, generator=g)
     return (model(keys, values, query).argmax(-1) == target).float().mean().item()
 
 
 @torch.no_grad()
-def query_entropy(model: RecallModel, n_pairs: int, *, batch: int = 256, seed: int = 2) -> torch.Tensor:
-    """Mean entropy (nats) of each head's attention from the query position, for softmax and linear models."""
+def query_entropy(model: RecallModel, n_pairs: int, *, seed: int, batch: int = 256) -> torch.Tensor:
+    """Mean entropy (nats) of each head's attention from the query position, for softmax and linear models.
+
+    Measured on a batch drawn from ``seed``.
+    """
     if model.kind not in ("softmax", "linear"):
         raise ValueError(f"query_entropy: only 'softmax' and 'linear' models expose weights, got {model.kind!r}")
-    keys, values, query, _ = recall_batch(batch, n_pairs, generator=torch.Generator().manual_seed(seed))
+    g = _generator("query_entropy", seed, f"entropy/{n_pairs}")
+    keys, values, query, _ = recall_batch(batch, n_pairs, generator=g)
     x = model.key_embed(keys) + model.value_embed(values)
     x = torch.cat([x, (model.key_embed(query) + model.query_marker).unsqueeze(1)], dim=1)
     b, t, d = x.shape

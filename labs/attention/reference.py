@@ -89,7 +89,8 @@ def linear_attention_recurrent(fq, fk, v, *, causal: bool = False, normalize: bo
 # --- FAVOR+: positive random features for exp(q . k) -----------------------------------------
 
 
-def random_projection(n_features: int, dim: int, *, orthogonal: bool = True, generator=None, dtype=torch.float32):
+def random_projection(n_features: int, dim: int, *, generator: torch.Generator, orthogonal: bool = True,
+                      dtype=torch.float32):
     """``(n_features, dim)`` Gaussian directions w ~ N(0, I); orthogonal blocks when asked.
 
     Orthogonal rows come from the QR decomposition of Gaussian blocks of ``dim``

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _backend
+from .._checks import float_tensor, real_number
 from .reference import attention_statistics, softmax_jacobian, unit_variance_samples
 from .reference import scaled_softmax as scaled_softmax_reference
 
@@ -18,19 +17,14 @@ __all__ = [
     "unit_variance_samples",
 ]
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 MAX_TRITON_COLS = 32768  # longest row one Triton program holds in registers; longer rows use torch
 
 
-def _check(x, scale) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"scaled_softmax: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"scaled_softmax: x must be a floating tensor (fp16/bf16/fp32/fp64), got dtype {x.dtype}")
+def _check(x, scale) -> float:
+    float_tensor("scaled_softmax", "x", x)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"scaled_softmax: x needs a non-empty last dimension, got shape {tuple(x.shape)}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scaled_softmax: scale must be a finite real number, got {scale!r}")
+    return real_number("scaled_softmax", "scale", scale)
 
 
 def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -40,10 +34,10 @@ def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
     CPU interpreter with ``TRITON_INTERPRET=1``) and the torch reference
     otherwise; both give the same result.
     """
-    _check(x, scale)
+    scale = _check(x, scale)
     fits = x.shape[-1] <= MAX_TRITON_COLS and _backend.triton_dtype_ok(x.dtype, x.device)
     if fits and _backend.use_triton(x):
         from .triton_softmax import scaled_softmax_triton
 
-        return scaled_softmax_triton(x, float(scale))
-    return scaled_softmax_reference(x, float(scale))
+        return scaled_softmax_triton(x, scale)
+    return scaled_softmax_reference(x, scale)

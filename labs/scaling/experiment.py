@@ -6,7 +6,10 @@ import math
 
 import torch
 
+from .._checks import choice, positive, real_number, whole_number
 from ..book import progress
+
+OPTIMIZERS = ("sgd", "adam")
 
 
 def train_retrieval(
@@ -20,7 +23,7 @@ def train_retrieval(
     d_value: int = 8,
     noise: float = 0.5,
     batch: int = 128,
-    seed: int = 0,
+    seed: int,
 ) -> list[float]:
     """Train query/key projections to fetch the value whose key the query resembles.
 
@@ -28,13 +31,16 @@ def train_retrieval(
     of one key, and the loss is the squared error between the attention output
     ``sum_j p_j v_j`` and that key's value. The loss reaches the values only
     through softmax, so a saturated softmax starves the projections of gradient.
-    Returns the loss at every step.
+    Returns the loss at every step. ``seed`` fixes the initial projections and every batch.
     """
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"train_retrieval: optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    if d < 1 or steps < 1:
-        raise ValueError(f"train_retrieval: d and steps must be >= 1, got d={d}, steps={steps}")
-    g = torch.Generator().manual_seed(seed)
+    fn = "train_retrieval"
+    d, steps, batch = whole_number(fn, "d", d), whole_number(fn, "steps", steps), whole_number(fn, "batch", batch)
+    n_keys, d_value = whole_number(fn, "n_keys", n_keys), whole_number(fn, "d_value", d_value)
+    scale = real_number(fn, "scale", scale)
+    choice(fn, "optimizer", optimizer, OPTIMIZERS)
+    lr = positive(fn, "lr", lr)
+    noise = real_number(fn, "noise", noise, low=0.0)
+    g = torch.Generator().manual_seed(whole_number(fn, "seed", seed, minimum=0))
     w_q = (torch.randn(d, d, generator=g) / math.sqrt(d)).requires_grad_()
     w_k = (torch.randn(d, d, generator=g) / math.sqrt(d)).requires_grad_()
     make = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam

@@ -10,6 +10,10 @@ import math
 
 import torch
 
+from .._checks import choice, float_tensor, real_number
+
+UNIT_VARIANCE_LAWS = ("normal", "uniform", "rademacher")
+
 
 def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
     """softmax(scale * x) along the last dimension, written out step by step."""
@@ -21,23 +25,21 @@ def scaled_softmax(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def softmax_jacobian(p: torch.Tensor) -> torch.Tensor:
     """d softmax_i / d z_j = p_i (delta_ij - p_j), batched over leading dims: (..., n) -> (..., n, n)."""
-    if not isinstance(p, torch.Tensor) or p.ndim == 0 or not p.is_floating_point():
-        raise TypeError(f"softmax_jacobian: p must be a floating tensor of shape (..., n), got {_describe(p)}")
+    float_tensor("softmax_jacobian", "p", p, min_ndim=1)
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
-def unit_variance_samples(shape, *, distribution: str = "normal", generator=None) -> torch.Tensor:
-    """float64 samples with mean 0 and variance 1 from a normal, uniform or Rademacher law."""
+def unit_variance_samples(shape, *, generator: torch.Generator, distribution: str = "normal") -> torch.Tensor:
+    """float64 samples with mean 0 and variance 1 from one of ``UNIT_VARIANCE_LAWS``, drawn from ``generator``."""
+    choice("unit_variance_samples", "distribution", distribution, UNIT_VARIANCE_LAWS)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"unit_variance_samples: generator must be a torch.Generator, got {type(generator).__name__}")
     if distribution == "normal":
         return torch.randn(shape, generator=generator, dtype=torch.float64)
     if distribution == "uniform":  # U(-a, a) has variance a^2 / 3
         u = torch.rand(shape, generator=generator, dtype=torch.float64)
         return (2 * u - 1) * math.sqrt(3.0)
-    if distribution == "rademacher":
-        return torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1
-    raise ValueError(
-        f"distribution must be 'normal', 'uniform' or 'rademacher', got {distribution!r}"
-    )
+    return torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1  # Rademacher
 
 
 def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict[str, float]:
@@ -50,11 +52,10 @@ def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict
     through softmax; the mean is dominated by the rare queries with near-ties).
     """
     for name, t in (("q", q), ("k", k)):
-        if not isinstance(t, torch.Tensor) or t.ndim != 2:
-            raise ValueError(f"attention_statistics: {name} must be a 2-D tensor (n, d), got {_describe(t)}")
+        float_tensor("attention_statistics", name, t, ndim=2)
     if q.shape[1] != k.shape[1]:
         raise ValueError(f"attention_statistics: q and k need the same d, got q {tuple(q.shape)} and k {tuple(k.shape)}")
-    logits = scale * (q @ k.T)
+    logits = real_number("attention_statistics", "scale", scale) * (q @ k.T)
     p = scaled_softmax(logits, 1.0)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
     jacobian_norms = torch.linalg.matrix_norm(softmax_jacobian(p))
@@ -66,8 +67,3 @@ def attention_statistics(q: torch.Tensor, k: torch.Tensor, scale: float) -> dict
         "jacobian_norm_median": jacobian_norms.median().item(),
     }
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__

@@ -108,7 +108,7 @@ def test_orthogonal_projection_rows_are_orthogonal_and_gaussian_length():
     torch.testing.assert_close(gram - torch.diag(torch.diag(gram)), torch.zeros(8, 8, dtype=torch.float64), atol=1e-10, rtol=0)
     big = random_projection(4000, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert abs((big**2).sum(-1).mean().item() - 6) < 0.3  # E|w|^2 = D, like a Gaussian vector
-    assert random_projection(10, 4, orthogonal=False).shape == (10, 4)
+    assert random_projection(10, 4, orthogonal=False, generator=torch.Generator().manual_seed(2)).shape == (10, 4)
 
 
 def test_favor_attention_approximates_softmax():
@@ -151,12 +151,12 @@ def test_mixed_chunk_attention_matches_explicit_weights(t, causal):
 
 
 def test_gau_decoder_is_causal_and_counts_parameters():
-    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
     d, s = 16, 8
     for chunk_size, n_qk in ((None, 2), (4, 4)):
         gau = GAU(d, s=s, causal=True, chunk_size=chunk_size).double()
         assert sum(p.numel() for p in gau.parameters()) == 3 * d * (2 * d) + d * s + 2 * n_qk * s
-        x = torch.randn(2, 11, d, dtype=torch.float64)
+        x = torch.randn(2, 11, d, dtype=torch.float64, generator=g)
         y = gau(x)
         x2 = x.clone()
         x2[:, 7:] += 1.0  # change the future
@@ -183,15 +183,20 @@ def test_bad_input_raises_clear_errors():
         linear_attention(q, k, v[:, :, :5])
     with pytest.raises(ValueError, match=r"linear_attention: feature_map must be one of"):
         linear_attention(q, k, v, feature_map="softplus")
-    with pytest.raises(ValueError, match=r"linear_attention: method must be one of"):
+    with pytest.raises(ValueError, match=r"linear_attention: method must be one of 'auto', 'quadratic', 'recurrent', "
+                                         r"'chunk'; got 'fast'"):
         linear_attention(q, k, v, method="fast")
     with pytest.raises(ValueError, match=r"linear_attention: chunk_size must be a positive int, got 0"):
         linear_attention(q, k, v, chunk_size=0)
-    with pytest.raises(ValueError, match=r"linear_attention: eps must be"):
+    with pytest.raises(ValueError, match=r"linear_attention: eps must be a finite real number >= 0, got -1.0"):
         linear_attention(q, k, v, eps=-1.0)
+    with pytest.raises(ValueError, match=r"linear_attention: eps must be a finite real number >= 0, got inf"):
+        linear_attention(q, k, v, eps=float("inf"))
+    with pytest.raises(TypeError, match=r"linear_attention: normalize must be True or False, got str"):
+        linear_attention(q, k, v, normalize="yes")
     with pytest.raises(TypeError, match=r"linear_attention: q must be a torch.Tensor"):
         linear_attention(q.numpy(), k, v)
-    with pytest.raises(TypeError, match=r"linear_attention: q must be a floating tensor"):
+    with pytest.raises(TypeError, match=r"linear_attention: q must have a floating dtype .*got torch.int64"):
         linear_attention(q.long(), k, v)
     with pytest.raises(TypeError, match=r"share one dtype"):
         linear_attention(q.float(), k, v)
@@ -201,13 +206,26 @@ def test_bad_input_raises_clear_errors():
         linear_attention(q, k, v, feature_map=lambda x: x.sum(-2))
     with pytest.raises(TypeError, match=r"softmax_attention: causal must be True or False"):
         softmax_attention(q, k, v, causal=1)
-    with pytest.raises(ValueError, match=r"softmax_attention: scale must be"):
+    with pytest.raises(ValueError, match=r"softmax_attention: scale must be a finite real number, got nan"):
         softmax_attention(q, k, v, scale=float("nan"))
+    with pytest.raises(ValueError, match=r"softmax_attention: scale must be a finite real number, got True"):
+        softmax_attention(q, k, v, scale=True)
     with pytest.raises(ValueError, match=r"favor_features: projection has 3 columns but x has D = 5"):
         favor_features(q, torch.randn(8, 3), is_query=True)
+    with pytest.raises(TypeError, match=r"favor_features: x must have a floating dtype .*got torch.int64"):
+        favor_features(q.long(), torch.randn(8, 5), is_query=True)
+    with pytest.raises(ValueError, match=r"favor_features: projection must have at least 2 dimensions, got shape \(5,"):
+        favor_features(q, torch.randn(5), is_query=True)
+    with pytest.raises(TypeError, match=r"favor_features: stabilize must be True or False, got int"):
+        favor_features(q, torch.randn(8, 5), is_query=True, stabilize=1)
+    g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match=r"random_projection: n_features must be a positive int"):
-        random_projection(0, 4)
+        random_projection(0, 4, generator=g)
+    with pytest.raises(TypeError, match=r"random_projection: generator must be a torch.Generator, got NoneType"):
+        random_projection(8, 4, generator=None)
     with pytest.raises(ValueError, match=r"mixed_chunk_attention: chunk_size must be a positive int"):
         mixed_chunk_attention(q[0], k[0], q[0], k[0], v[0], chunk_size=-2)
     with pytest.raises(ValueError, match=r"mixed_chunk_attention: k_lin must have the shape of q"):
         mixed_chunk_attention(q[0], k[0], q[0], k[0, :, :4], v[0], chunk_size=4)
+    with pytest.raises(ValueError, match=r"mixed_chunk_attention: v must have 3 dimensions, got shape \(2, 3, 8, 7\)"):
+        mixed_chunk_attention(q[0], k[0], q[0], k[0], v, chunk_size=4)

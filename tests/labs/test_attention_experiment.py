@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from labs.attention.experiment import ATTENTION_KINDS, RecallModel, query_entropy, recall_batch, train_recall
+from labs.attention.experiment import (
+    ATTENTION_KINDS,
+    RecallModel,
+    query_entropy,
+    recall_accuracy,
+    recall_batch,
+    train_recall,
+)
 
 
 def test_recall_batch_targets_are_the_queried_keys_values():
@@ -18,18 +25,56 @@ def test_recall_batch_targets_are_the_queried_keys_values():
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
 def test_every_model_maps_a_batch_to_value_logits(kind):
     keys, values, query, _ = recall_batch(4, 9, generator=torch.Generator().manual_seed(1))
-    assert RecallModel(kind)(keys, values, query).shape == (4, 16)
+    assert RecallModel(kind, seed=0)(keys, values, query).shape == (4, 16)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "flash"])
+def test_a_model_depends_on_its_seed_alone(kind):
+    torch.manual_seed(1)
+    first = RecallModel(kind, seed=5).state_dict()
+    torch.manual_seed(2)  # another global RNG state must not change the weights
+    second = RecallModel(kind, seed=5).state_dict()
+    other = RecallModel(kind, seed=6).state_dict()
+    for name, tensor in first.items():
+        torch.testing.assert_close(second[name], tensor, rtol=0, atol=0)
+    assert not torch.equal(first["readout.weight"], other["readout.weight"])
+    assert not torch.equal(first["readout.bias"], other["readout.bias"])
+
+
+def test_training_and_evaluation_depend_on_their_seeds_alone():
+    torch.manual_seed(1)
+    model, accuracy = train_recall("linear", steps=5, batch=8, max_pairs=4, seed=3)
+    torch.manual_seed(2)
+    again, accuracy_again = train_recall("linear", steps=5, batch=8, max_pairs=4, seed=3)
+    assert accuracy == accuracy_again
+    assert recall_accuracy(model, 4, seed=1) == recall_accuracy(again, 4, seed=1)
+    torch.testing.assert_close(query_entropy(model, 4, seed=2), query_entropy(again, 4, seed=2), rtol=0, atol=0)
+    _, other = train_recall("linear", steps=5, batch=8, max_pairs=4, seed=4)
+    assert other != accuracy
 
 
 def test_softmax_model_learns_above_chance():
-    _, accuracy = train_recall("softmax", steps=60, batch=32, max_pairs=4)
+    _, accuracy = train_recall("softmax", steps=60, batch=32, max_pairs=4, seed=0)
     assert sum(accuracy[-10:]) / 10 > 0.3  # chance is 1/16
 
 
 def test_bad_experiment_arguments():
-    with pytest.raises(ValueError, match=r"RecallModel: kind must be one of"):
-        RecallModel("rnn")
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"RecallModel: kind must be one of 'softmax', .*; got 'rnn'"):
+        RecallModel("rnn", seed=0)
+    with pytest.raises(ValueError, match=r"RecallModel: seed must be an int >= 0, got -1"):
+        RecallModel("softmax", seed=-1)
     with pytest.raises(ValueError, match=r"recall_batch: n_pairs must be in \[1, 64\], got 65"):
-        recall_batch(2, 65)
+        recall_batch(2, 65, generator=g)
+    with pytest.raises(TypeError, match=r"recall_batch: generator must be a torch.Generator, got NoneType"):
+        recall_batch(2, 4, generator=None)
     with pytest.raises(ValueError, match=r"query_entropy: only 'softmax' and 'linear'"):
-        query_entropy(RecallModel("flash"), 4)
+        query_entropy(RecallModel("flash", seed=0), 4, seed=0)
+    with pytest.raises(ValueError, match=r"train_recall: steps must be a positive int, got 0"):
+        train_recall("softmax", steps=0, seed=0)
+    with pytest.raises(ValueError, match=r"train_recall: max_pairs must be an int >= 2, got 1"):
+        train_recall("softmax", max_pairs=1, seed=0)
+    with pytest.raises(ValueError, match=r"train_recall: lr must be a finite real number > 0, got 0.0"):
+        train_recall("softmax", lr=0.0, seed=0)
+    with pytest.raises(ValueError, match=r"recall_accuracy: seed must be an int >= 0, got 1.5"):
+        recall_accuracy(RecallModel("softmax", seed=0), 4, seed=1.5)

@@ -70,7 +70,7 @@ def test_public_function_dispatches_to_triton_when_interpreting(monkeypatch):
     "x, scale, error, match",
     [
         ([1.0, 2.0], 1.0, TypeError, "x must be a torch.Tensor, got list"),
-        (torch.ones(3, dtype=torch.int64), 1.0, TypeError, "floating tensor.*torch.int64"),
+        (torch.ones(3, dtype=torch.int64), 1.0, TypeError, "scaled_softmax: x must have a floating dtype.*torch.int64"),
         (torch.tensor(1.0), 1.0, ValueError, r"non-empty last dimension, got shape \(\)"),
         (torch.ones(2, 0), 1.0, ValueError, r"got shape \(2, 0\)"),
         (torch.ones(3), float("nan"), ValueError, "scale must be a finite real number, got nan"),
@@ -96,9 +96,13 @@ def test_unit_variance_samples(law):
     assert abs(x.mean().item()) < 0.01 and abs(x.var().item() - 1) < 0.02
 
 
-def test_unit_variance_samples_rejects_unknown_law():
-    with pytest.raises(ValueError, match="distribution must be.*'cauchy'"):
-        scaling.unit_variance_samples((3,), distribution="cauchy")
+def test_unit_variance_samples_rejects_unknown_law_and_a_missing_generator():
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="unit_variance_samples: distribution must be one of 'normal', 'uniform', "
+                                         "'rademacher'; got 'cauchy'"):
+        scaling.unit_variance_samples((3,), distribution="cauchy", generator=g)
+    with pytest.raises(TypeError, match="unit_variance_samples: generator must be a torch.Generator, got NoneType"):
+        scaling.unit_variance_samples((3,), generator=None)
 
 
 def test_attention_statistics_at_uniform_attention():
@@ -118,17 +122,34 @@ def test_retrieval_training_is_seeded_and_learns():
     assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
-def test_retrieval_rejects_unknown_optimizer():
-    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam', got 'rmsprop'"):
-        train_retrieval(8, 1.0, optimizer="rmsprop")
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"optimizer": "rmsprop"}, "train_retrieval: optimizer must be one of 'sgd', 'adam'; got 'rmsprop'"),
+        ({"d": 0}, "train_retrieval: d must be a positive int, got 0"),
+        ({"steps": 2.5}, "train_retrieval: steps must be a positive int, got 2.5"),
+        ({"scale": float("inf")}, "train_retrieval: scale must be a finite real number, got inf"),
+        ({"lr": -0.1}, r"train_retrieval: lr must be a finite real number > 0, got -0.1"),
+        ({"noise": -1.0}, r"train_retrieval: noise must be a finite real number >= 0, got -1.0"),
+        ({"seed": -3}, r"train_retrieval: seed must be an int >= 0, got -3"),
+    ],
+)
+def test_retrieval_rejects_bad_arguments(kwargs, message):
+    args = {"d": 8, "scale": 1.0, "seed": 0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        train_retrieval(args.pop("d"), args.pop("scale"), **args)
 
 
 def test_statistics_and_jacobian_reject_bad_shapes():
-    with pytest.raises(TypeError, match="softmax_jacobian: p must be a floating tensor.*shape \\(\\)"):
+    with pytest.raises(ValueError, match="softmax_jacobian: p must have at least 1 dimensions, got shape \\(\\)"):
         softmax_jacobian(torch.tensor(0.5))
-    with pytest.raises(TypeError, match="got list"):
+    with pytest.raises(TypeError, match="softmax_jacobian: p must be a torch.Tensor, got list"):
         softmax_jacobian([0.5, 0.5])
-    with pytest.raises(ValueError, match="k must be a 2-D tensor.*shape \\(3,\\)"):
+    with pytest.raises(TypeError, match="softmax_jacobian: p must have a floating dtype.*torch.int64"):
+        softmax_jacobian(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="attention_statistics: k must have 2 dimensions, got shape \\(3,\\)"):
         scaling.attention_statistics(torch.zeros(2, 3), torch.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="attention_statistics: scale must be a finite real number, got nan"):
+        scaling.attention_statistics(torch.zeros(2, 3), torch.zeros(4, 3), float("nan"))
     with pytest.raises(ValueError, match="same d, got q \\(2, 3\\) and k \\(4, 5\\)"):
         scaling.attention_statistics(torch.zeros(2, 3), torch.zeros(4, 5), 1.0)
