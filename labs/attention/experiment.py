@@ -19,6 +19,7 @@ from torch import nn
 
 from .._checks import choice, positive, whole_number
 from .._seed import derive_seed
+from .._threads import threads
 from ..book import progress
 from . import (
     GAU,
@@ -112,6 +113,7 @@ class RecallModel(nn.Module):
         return self.readout(self.norm(x[:, -1]))
 
 
+@threads(1)  # tiny matrices: a second thread costs more than it saves, and stalls on a busy CPU
 def train_recall(kind: str, *, seed: int, steps: int = 300, batch: int = 64, max_pairs: int = 32,
                  lr: float = 1e-2) -> tuple[RecallModel, list[float]]:
     """Train a ``RecallModel`` on 2..``max_pairs`` pairs; return it and its training accuracy per step.

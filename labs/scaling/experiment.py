@@ -7,11 +7,13 @@ import math
 import torch
 
 from .._checks import choice, positive, real_number, whole_number
+from .._threads import threads
 from ..book import progress
 
 OPTIMIZERS = ("sgd", "adam")
 
 
+@threads(1)  # tiny matrices: a second thread costs more than it saves, and stalls on a busy CPU
 def train_retrieval(
     d: int,
     scale: float,
