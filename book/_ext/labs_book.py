@@ -72,11 +72,6 @@ def _prepare(app) -> None:
     app.labs_requirements = lower_bounds(root / "pyproject.toml")
     bibfiles = [root / name for name in getattr(app.config, "bibtex_bibfiles", [])]
     app.labs_bibliography = Bibliography.from_files(bibfiles) if bibfiles else None
-    # Force a download (not a JSON view in the browser) from the notebook's menu entry.
-    app.add_js_file(None, body=(
-        "document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll("
-        "'a.btn-download-notebook-button').forEach(function(a){a.setAttribute('download','')})});"
-    ))
 
 
 def _output_folder(app) -> Path:
@@ -171,5 +166,11 @@ def setup(app):
     # The commit stamped on the embedded labs; "" means the checkout's HEAD (with .dirty if modified).
     app.add_config_value("labs_commit", "", "html")
     app.connect("builder-inited", _prepare)
+    # The notebook's entry in the download menu downloads it (rather than showing its JSON).
+    # Added here, before the builder exists, so that it is on each page once.
+    app.add_js_file(None, body=(
+        "document.addEventListener('DOMContentLoaded',function(){document.querySelectorAll("
+        "'a.btn-download-notebook-button').forEach(function(a){a.setAttribute('download','')})});"
+    ))
     app.connect("html-page-context", _on_page, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
