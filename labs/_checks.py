@@ -86,3 +86,13 @@ def float_tensor(fn: str, name: str, value, *, ndim: int | None = None, min_ndim
     if value.ndim < min_ndim:
         raise ValueError(f"{fn}: {name} must have at least {min_ndim} dimensions, got shape {tuple(value.shape)}")
     return value
+
+
+def generator(fn: str, name: str, value) -> torch.Generator:
+    """``value`` if it is a torch.Generator, else a TypeError: every random draw in labs names its stream."""
+    if not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Generator (e.g. labs.generator(\"stream name\")), "
+            f"got {type(value).__name__}"
+        )
+    return value

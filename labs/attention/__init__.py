@@ -17,6 +17,7 @@ import torch
 
 from .. import _backend
 from .._checks import choice, flag, float_tensor, real_number, whole_number
+from .._checks import generator as check_generator
 from . import reference
 from .chunk import causal_chunk_numerator, linear_attention_chunk
 from .gau import GAU, mixed_chunk_weights, squared_relu_attention
@@ -163,8 +164,7 @@ def random_projection(n_features: int, dim: int, *, generator: torch.Generator, 
     for name, value in (("n_features", n_features), ("dim", dim)):
         whole_number("random_projection", name, value)
     flag("random_projection", "orthogonal", orthogonal)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"random_projection: generator must be a torch.Generator, got {type(generator).__name__}")
+    check_generator("random_projection", "generator", generator)
     return reference.random_projection(n_features, dim, orthogonal=orthogonal, generator=generator, dtype=dtype)
 
 

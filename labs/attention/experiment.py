@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._checks import choice, positive, whole_number
+from .._checks import generator as check_generator
 from .._seed import derive_seed
 from .._threads import threads
 from ..book import progress
@@ -42,8 +43,7 @@ def recall_batch(batch: int, n_pairs: int, *, generator: torch.Generator, n_keys
 
     Every draw comes from ``generator``.
     """
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"recall_batch: generator must be a torch.Generator, got {type(generator).__name__}")
+    check_generator("recall_batch", "generator", generator)
     if not 1 <= n_pairs <= n_keys:
         raise ValueError(f"recall_batch: n_pairs must be in [1, {n_keys}], got {n_pairs}")
     keys = torch.rand(batch, n_keys, generator=generator).argsort(-1)[:, :n_pairs]

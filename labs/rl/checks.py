@@ -52,17 +52,6 @@ def features(fn: str, mdp, value) -> torch.Tensor:
     return value.to(mdp.P)
 
 
-def generator(fn: str, value) -> torch.Generator:
-    """The caller's generator. There is no default: ``labs.rl`` never draws from torch's global
-    RNG, so every random stream is named by the caller (in the book, ``labs.generator("name")``)."""
-    if not isinstance(value, torch.Generator):
-        raise TypeError(
-            f"{fn}: generator must be a torch.Generator (e.g. labs.generator(\"stream name\")), "
-            f"got {type(value).__name__}"
-        )
-    return value
-
-
 def per_run(fn: str, name: str, value, runs: int, *, low: float, high: float | None = None, low_open: bool = False):
     """A hyper-parameter that is one number for all runs, or a tensor with one value per run."""
     if not isinstance(value, torch.Tensor):

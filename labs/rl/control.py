@@ -19,6 +19,7 @@ import torch
 
 from . import checks
 from .._checks import choice, whole_number
+from .._checks import generator as check_generator
 from .._threads import threads
 from .planning import epsilon_greedy_probs
 
@@ -62,7 +63,7 @@ def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, generator: t
     epsilon = checks.per_run(fn, "epsilon", epsilon, runs, low=0.0, high=1.0)
     if isinstance(alpha, torch.Tensor) or isinstance(gamma, torch.Tensor) or isinstance(epsilon, torch.Tensor):
         alpha, gamma, epsilon = (torch.as_tensor(x, dtype=mdp.P.dtype).to(mdp.P.device).expand(runs) for x in (alpha, gamma, epsilon))
-    generator = checks.generator(fn, generator)
+    generator = check_generator(fn, "generator", generator)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
     dev, dtype = mdp.P.device, mdp.P.dtype
@@ -136,7 +137,7 @@ def greedy_return(mdp, q: torch.Tensor, *, generator: torch.Generator,
         shape = tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__
         raise ValueError(f"{fn}: q must be a tensor of shape (runs, S, A) = (runs, {mdp.n_states}, {mdp.n_actions}), got {shape}")
     max_steps = whole_number(fn, "max_steps", max_steps)
-    generator = checks.generator(fn, generator)
+    generator = check_generator(fn, "generator", generator)
     runs = q.shape[0]
     ar = torch.arange(runs, device=q.device)
     state = mdp.reset(runs, generator)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
+from .._checks import generator as check_generator
 from .._checks import whole_number
 from .._threads import threads
 from .mdp import sample_actions
@@ -50,7 +51,7 @@ def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator: torc
     episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
-    generator = checks.generator(fn, generator)
+    generator = check_generator(fn, "generator", generator)
     done = torch.zeros(runs, dtype=torch.long, device=mdp.P.device)
     state = mdp.reset(runs, generator)
     steps = []
@@ -111,7 +112,7 @@ def _predict(fn, mdp, policy, features, *, alpha, episodes, runs, gamma, init, g
     init = torch.as_tensor(init, dtype=features.dtype, device=features.device)
     if init.ndim > 1 or (init.ndim == 1 and init.shape[0] != features.shape[1]):
         raise ValueError(f"{fn}: init must be a number or a vector of length {features.shape[1]}, got shape {tuple(init.shape)}")
-    generator = checks.generator(fn, generator)
+    generator = check_generator(fn, "generator", generator)
     stream = sample_transitions(mdp, policy, episodes=episodes, runs=runs, generator=generator)
     return linear_prediction(stream, features, alpha=alpha, gamma=gamma, init=init, method=method, episodes=episodes)
 

@@ -11,6 +11,7 @@ import math
 import torch
 
 from .._checks import choice, float_tensor, real_number
+from .._checks import generator as check_generator
 
 UNIT_VARIANCE_LAWS = ("normal", "uniform", "rademacher")
 
@@ -32,8 +33,7 @@ def softmax_jacobian(p: torch.Tensor) -> torch.Tensor:
 def unit_variance_samples(shape, *, generator: torch.Generator, distribution: str = "normal") -> torch.Tensor:
     """float64 samples with mean 0 and variance 1 from one of ``UNIT_VARIANCE_LAWS``, drawn from ``generator``."""
     choice("unit_variance_samples", "distribution", distribution, UNIT_VARIANCE_LAWS)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"unit_variance_samples: generator must be a torch.Generator, got {type(generator).__name__}")
+    check_generator("unit_variance_samples", "generator", generator)
     if distribution == "normal":
         return torch.randn(shape, generator=generator, dtype=torch.float64)
     if distribution == "uniform":  # U(-a, a) has variance a^2 / 3

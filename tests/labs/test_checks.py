@@ -71,3 +71,12 @@ def test_float_tensor():
         float_tensor("f", "x", x, ndim=3)
     with pytest.raises(ValueError, match=r"f: x must have at least 3 dimensions, got shape \(2, 3\)"):
         float_tensor("f", "x", x, min_ndim=3)
+
+
+def test_generator_check_names_the_argument():
+    from labs._checks import generator
+
+    g = torch.Generator()
+    assert generator("f", "gen", g) is g
+    with pytest.raises(TypeError, match=r"f: gen must be a torch.Generator \(e.g. labs.generator.*got int"):
+        generator("f", "gen", 0)
