@@ -13,12 +13,15 @@ Library functions never touch global RNG state: they take ``seed=`` or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 
 import numpy as np
 import torch
+
+from ._checks import whole_number
 
 ENV = "LABS_SEED"
 _last_seed: int | None = None
@@ -94,3 +97,29 @@ def seeds(n: int, stream: str = "seeds") -> list[int]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"seeds: n must be a positive int, got {n!r}")
     return [derive_seed(f"{stream}/{i}") % 2**31 for i in range(int(n))]
+
+
+def seed_generator(fn: str, seed: int, stream: str) -> torch.Generator:
+    """A generator for one ``stream`` of draws (``"init"``, ``"data"``, ...) of a library function's ``seed``.
+
+    ``fn`` names the function in the error for a bad ``seed``. Library functions use this
+    where a chapter would use ``labs.generator(stream)``: their draws depend on ``seed`` alone.
+    """
+    seed = whole_number(fn, "seed", seed, minimum=0)
+    if seed >= 2**32:
+        raise ValueError(f"{fn}: seed must be an int < 2**32, got {seed}")
+    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
+
+
+@contextlib.contextmanager
+def global_rng_from(generator: torch.Generator):
+    """Inside the block torch's global CPU RNG continues ``generator``'s stream; outside, it is as it was.
+
+    ``torch.nn`` layers draw their initial weights from the global RNG; building them in
+    this block makes a model's weights depend on ``generator`` alone and leaves global state alone.
+    """
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise TypeError(f"global_rng_from: generator must be a CPU torch.Generator, got {generator!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(generator.get_state())
+        yield

@@ -19,7 +19,7 @@ from torch import nn
 
 from .._checks import choice, positive, whole_number
 from .._checks import generator as check_generator
-from .._seed import derive_seed
+from .._seed import seed_generator as _generator
 from .._threads import threads
 from ..book import progress
 from . import (
@@ -51,12 +51,6 @@ def recall_batch(batch: int, n_pairs: int, *, generator: torch.Generator, n_keys
     which = torch.randint(0, n_pairs, (batch,), generator=generator)
     rows = torch.arange(batch)
     return keys, values, keys[rows, which], values[rows, which]
-
-
-def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
-    """A private generator for one ``stream`` of draws (initial weights, training data, ...) of ``seed``."""
-    seed = whole_number(fn, "seed", seed, minimum=0)
-    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
 
 class RecallModel(nn.Module):

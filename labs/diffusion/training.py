@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 
 from .._checks import choice, float_tensor, positive, real_number, whole_number
+from .._seed import global_rng_from
 from ..book import progress
 from .sde import SDE, _bcast, check_sde, check_state
 
@@ -74,9 +76,8 @@ class ScoreMLP(nn.Module):
         )
         self.sde, self.dim = sde, dim
         self.register_buffer("frequencies", 2 * math.pi * torch.arange(1, n_frequencies + 1, dtype=torch.float32))
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):  # restores the global RNG after
-            if seed is not None:
-                torch.manual_seed(whole_number("ScoreMLP", "seed", seed, minimum=0))
+        init = None if seed is None else torch.Generator().manual_seed(whole_number("ScoreMLP", "seed", seed, minimum=0))
+        with global_rng_from(init) if init is not None else contextlib.nullcontext():
             layers, width = [], dim + 2 * n_frequencies
             for _ in range(depth):
                 layers += [nn.Linear(width, hidden), nn.SiLU()]

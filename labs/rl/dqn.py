@@ -21,6 +21,7 @@ from torch import nn
 
 from . import checks
 from .._checks import positive, whole_number
+from .._seed import global_rng_from
 from .._threads import threads
 from .mdp import sample_actions
 from .planning import uniform_policy
@@ -88,8 +89,7 @@ def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 12
     inputs = cell_inputs(mdp)
     cpu_mdp = mdp.to("cpu")
     behaviour = uniform_policy(cpu_mdp)
-    with torch.random.fork_rng(devices=[]):  # the initial weights come from seed; the global RNG is restored after
-        torch.manual_seed(seed)
+    with global_rng_from(torch.Generator().manual_seed(seed)):  # the initial weights come from seed alone
         net = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                             nn.Linear(hidden, mdp.n_actions))
     target_net = _copy(net)

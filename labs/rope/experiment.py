@@ -25,18 +25,13 @@ import torch
 from torch import nn
 
 from .._checks import choice, whole_number
-from .._seed import derive_seed
+from .._seed import global_rng_from
+from .._seed import seed_generator as _generator
 from ..book import progress
 from . import reference
 from . import apply_rope_qk, rope_frequencies
 
 ENCODINGS = ("nope", "sinusoidal", "rope", "alibi")
-
-
-def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
-    """A private generator for one ``stream`` of draws (``"init"``, ``"data"``, ...) of ``seed``."""
-    seed = whole_number(fn, "seed", seed, minimum=0)
-    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
 
 @dataclass(frozen=True)
@@ -126,8 +121,7 @@ def train_lookback(encoding: str, config: TaskConfig = TaskConfig(), *, seed: in
     ``seed`` fixes the initial weights and the training batches (the same for every encoding).
     """
     init = _generator("train_lookback", seed, "init")
-    with torch.random.fork_rng(devices=[]):  # the layers draw their initial weights from the global RNG:
-        torch.set_rng_state(init.get_state())  # here from a fork of it, set from the seed and restored on exit
+    with global_rng_from(init):  # the layers draw their initial weights from the global RNG
         model = TinyDecoder(config.vocab, encoding, **model_kwargs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     generator = _generator("train_lookback", seed, "data")

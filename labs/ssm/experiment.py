@@ -21,17 +21,12 @@ import torch
 from torch import nn
 
 from .._checks import choice, whole_number
-from .._seed import derive_seed
+from .._seed import global_rng_from
+from .._seed import seed_generator as _generator
 from ..book import progress
 from . import fft_conv, hippo, ssm_kernel
 
 INITS = ("legs", "random")
-
-
-def _generator(fn: str, seed: int, stream: str) -> torch.Generator:
-    """A private generator for one ``stream`` of draws (``"init"``, ``"split"``, ...) of ``seed``."""
-    seed = whole_number(fn, "seed", seed, minimum=0)
-    return torch.Generator().manual_seed(derive_seed(stream, base=seed))
 
 
 def s4d_legs_init(N: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +84,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         choice("SequenceClassifier", "init", init, INITS)
         generator = _generator("SequenceClassifier", seed, "init")
-        with torch.random.fork_rng(devices=[]):  # the nn layers draw their initial weights from the global RNG:
-            torch.set_rng_state(_generator("SequenceClassifier", seed, "layers").get_state())  # a fork of it
+        with global_rng_from(_generator("SequenceClassifier", seed, "layers")):  # the nn layers' initial weights
             self.encoder = nn.Linear(1, H)
             self.ssms = nn.ModuleList(S4DLayer(H, N, init, generator) for _ in range(depth))
             self.mixers = nn.ModuleList(nn.Linear(H, H) for _ in range(depth))

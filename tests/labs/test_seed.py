@@ -82,3 +82,32 @@ def test_stream_and_count_are_checked():
         derive_seed(1.5)
     with pytest.raises(ValueError, match="seeds: n must be a positive int, got 0"):
         labs.seeds(0)
+
+
+def test_seed_generator_depends_on_seed_and_stream_only(monkeypatch):
+    from labs._seed import seed_generator
+
+    a = torch.rand(3, generator=seed_generator("f", 4, "init"))
+    monkeypatch.setenv("LABS_SEED", "9")  # the book seed does not reach a library function's own seed
+    assert torch.equal(a, torch.rand(3, generator=seed_generator("f", 4, "init")))
+    assert not torch.equal(a, torch.rand(3, generator=seed_generator("f", 4, "data")))
+    with pytest.raises(ValueError, match=r"f: seed must be an int >= 0, got -1"):
+        seed_generator("f", -1, "init")
+    with pytest.raises(ValueError, match=r"f: seed must be an int < 2\*\*32, got 4294967296"):
+        seed_generator("f", 2**32, "init")
+
+
+def test_global_rng_from_builds_layers_from_the_generator_and_restores_state():
+    from labs._seed import global_rng_from
+
+    labs.seed(1)
+    expected = draw()
+    labs.seed(1)
+    with global_rng_from(torch.Generator().manual_seed(5)):
+        w1 = torch.nn.Linear(3, 2).weight.detach().clone()
+    assert draw() == expected
+    with global_rng_from(torch.Generator().manual_seed(5)):
+        assert torch.equal(w1, torch.nn.Linear(3, 2).weight)
+    with pytest.raises(TypeError, match="generator must be a CPU torch.Generator"):
+        with global_rng_from(5):
+            pass
