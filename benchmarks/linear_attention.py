@@ -22,24 +22,14 @@ import torch.nn.functional as F
 
 import labs
 from labs.attention import linear_attention
-from labs.bench import run_benchmark
+from labs.bench import optional_anchor, run_benchmark
 
 CHUNK = 64
 
 
-def fla_chunk():
-    """flash-linear-attention's chunk kernel, or None when it does not import."""
-    try:
-        from fla.ops.linear_attn import chunk_linear_attn
-    except Exception as error:  # not installed, or a broken install
-        print(f"flash-linear-attention: not installed ({type(error).__name__}); no fla anchor")
-        return None
-    return chunk_linear_attn
-
-
 def gpu_cases(run):
     dev = run.device
-    fla_fn = fla_chunk()
+    fla_fn = optional_anchor("fla.ops.linear_attn", "chunk_linear_attn", "flash-linear-attention")
     g = labs.generator("benchmark", device=dev)
     b, h, d = 2, 8, 64
     for t in (256,) if run.quick else (1024, 2048, 4096, 8192, 16384, 32768):

@@ -17,21 +17,11 @@ from __future__ import annotations
 import torch
 
 import labs
-from labs.bench import run_benchmark
+from labs.bench import optional_anchor, run_benchmark
 from labs.rope import apply_rope_qk, reference, rope_frequencies
 
 EAGER = "labs.rope.reference.apply_rope on q and k, eager"
 LIGER = "liger_kernel liger_rotary_pos_emb"
-
-
-def liger_rope():
-    """Liger-Kernel's fused RoPE (q, k, cos, sin) -> (q, k), or None when it does not import."""
-    try:
-        from liger_kernel.transformers.rope import liger_rotary_pos_emb
-    except Exception as error:  # not installed, or a broken install
-        print(f"Liger-Kernel: not installed ({type(error).__name__}); no Liger anchor")
-        return None
-    return liger_rotary_pos_emb
 
 
 def shapes(run):
@@ -50,7 +40,7 @@ def shapes(run):
 
 def cases(run):
     dev = run.device
-    liger = liger_rope() if run.on_gpu else None
+    liger = optional_anchor("liger_kernel.transformers.rope", "liger_rotary_pos_emb", "Liger-Kernel") if run.on_gpu else None
     g = labs.generator("benchmark", device=dev)
     for (batch, hq, hk, seq_len, dim), dtype in shapes(run):
         q = torch.randn(batch, hq, seq_len, dim, device=dev, dtype=dtype, generator=g)

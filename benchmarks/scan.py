@@ -19,19 +19,9 @@ from __future__ import annotations
 import torch
 
 import labs
-from labs.bench import run_benchmark
+from labs.bench import optional_anchor, run_benchmark
 from labs.ssm import linear_scan
 from labs.ssm.reference import linear_scan_cumsum, linear_scan_reference
-
-
-def accelerated_scan():
-    """The accelerated-scan package's Triton scan, (batch, dim, seqlen) with power-of-two lengths, or None."""
-    try:
-        from accelerated_scan.triton import scan
-    except Exception as error:  # not installed, or broken
-        print(f"accelerated-scan: not installed ({type(error).__name__}); no accelerated-scan anchor")
-        return None
-    return scan
 
 
 def shapes(run):
@@ -45,7 +35,7 @@ def shapes(run):
 
 def cases(run):
     dev = run.device
-    outside = accelerated_scan() if run.on_gpu else None
+    outside = optional_anchor("accelerated_scan.triton", "scan", "accelerated-scan") if run.on_gpu else None
     g = labs.generator("benchmark", device=dev)
     for rows, L in shapes(run):
         a = torch.rand(rows, L, device=dev, generator=g) * 0.5 + 0.5  # in (0.5, 1): long memory, and cumsum-safe

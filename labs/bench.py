@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib
 import json
 import os
 import platform
@@ -258,6 +259,19 @@ def append_results(benchmark: str, records: list[dict], *, results_dir=None) -> 
 
 
 # The runner every script in benchmarks/ shares: its flags, the run header, timing, the record schema.
+
+def optional_anchor(module: str, name: str, label: str):
+    """``module.name`` from a third-party package used as an anchor, or None (saying so) when it does not import.
+
+    Anchors such as flash-linear-attention or Liger-Kernel are not in the book's pins; a run
+    without them still times ours against the anchors that are always there.
+    """
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception as error:  # not installed, or a broken install raising anything
+        print(f"{label}: not installed ({type(error).__name__}); no {label} anchor")
+        return None
+
 
 DEFAULT_THREADS = 1
 """Torch CPU threads for every case unless ``--threads`` says otherwise: one thread gives steady

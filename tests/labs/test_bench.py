@@ -199,3 +199,11 @@ def test_recorded_results_all_have_the_schema():
     for name in labs.bench.BENCHMARKS:
         for record in load_results(name):
             assert tuple(record) == labs.bench.RECORD_KEYS, (name, record.get("run_id"))
+
+
+def test_optional_anchor_imports_or_says_why_not(capsys):
+    from labs.bench import optional_anchor
+
+    assert optional_anchor("math", "sqrt", "math")(4.0) == 2.0
+    assert optional_anchor("no_such_package_here", "f", "Nothing") is None
+    assert "Nothing: not installed (ModuleNotFoundError); no Nothing anchor" in capsys.readouterr().out
