@@ -116,7 +116,8 @@ def kernel_environment(workdir: Path, overlay: Overlay) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONPATH": str(COLAB_ENV),
         "IPYTHONDIR": str(ipython),
-        "MPLCONFIGDIR": str(home / ".matplotlib"),
+        # Shared by every run, like the font cache baked into Colab's image (built once, then reused).
+        "MPLCONFIGDIR": str(colab_python().parents[1] / "mplconfig"),
         "PIP_NO_INDEX": "1",
         "PIP_INDEX_URL": f"{dead}/simple",
         "PIP_CONFIG_FILE": os.devnull,
@@ -155,13 +156,17 @@ class RunReport:
     packages_after: dict[str, str] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cell_seconds: dict[int, float] = field(default_factory=dict)  # code cell index -> wall time
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
-        lines = [f"{self.cells_run} cells run in {self.seconds:.0f} s; {len(self.changes)} widget changes driven"]
+        slowest = sorted(self.cell_seconds.items(), key=lambda item: -item[1])[:3]
+        lines = [f"{self.cells_run} cells run in {self.seconds:.0f} s (slowest: "
+                 + ", ".join(f"cell {k} {t:.0f} s" for k, t in slowest)
+                 + f"); {len(self.changes)} widget changes driven"]
         lines += [f"PROBLEM: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -338,6 +343,7 @@ def run_notebook(notebook, workdir: Path, *, cell_timeout: float = 900, widgets:
         for index, cell in enumerate(notebook.cells):
             if cell.cell_type != "code":
                 continue
+            started = time.perf_counter()
             try:
                 result = kernel.execute(cell.source, cell_timeout)
             except (TimeoutError, RuntimeError) as error:  # a cell past its time, or a dead kernel
@@ -345,6 +351,7 @@ def run_notebook(notebook, workdir: Path, *, cell_timeout: float = 900, widgets:
                                        f"{cell.source[:800]}")
                 break
             report.cells_run += 1
+            report.cell_seconds[index] = time.perf_counter() - started
             if result["errors"]:
                 report.problems.append(
                     f"cell {index} raised:\n{cell.source[:800]}\n---\n" + "\n".join(result["errors"])[-4000:])
