@@ -62,3 +62,46 @@ def test_cumsum_formulation_matches_loop():
     a = torch.rand(3, 200, dtype=torch.float64) * 0.5 + 0.5
     b = torch.randn(3, 200, dtype=torch.float64)
     assert rel_err(linear_scan_cumsum(a, b), linear_scan_reference(a, b)) < 1e-10
+
+
+@pytest.mark.parametrize("chunk_len", [64, 128])
+@pytest.mark.parametrize("L", [300, 513])
+def test_chunked_scan_matches_loop(L, chunk_len):
+    """Rows cut into chunks (reduce each to one step, scan the steps, rescan from the carries): the
+    path few long rows take on a GPU, forward and backward."""
+    a = (torch.rand(2, L, dtype=torch.float64) * 0.5 + 0.6).requires_grad_()  # products grow and shrink
+    b = torch.randn(2, L, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    ours = linear_scan_triton(a, b, h0, chunk_len=chunk_len)
+    expected = linear_scan_reference(a, b, h0)
+    assert rel_err(ours, expected) < 1e-13
+    g = torch.randn(2, L, dtype=torch.float64)
+    for x, y in zip(torch.autograd.grad(ours, (a, b, h0), g), torch.autograd.grad(expected, (a, b, h0), g)):
+        assert rel_err(x, y) < 1e-13
+
+
+def test_broadcast_coefficient_is_read_in_place():
+    """a of shape (N, 1) expanded over time reaches the kernel with a zero time stride, not copied."""
+    from labs import _backend
+
+    a = torch.rand(3, 1, dtype=torch.float64)
+    b = torch.randn(3, 50, dtype=torch.float64)
+    with _backend.record_launches() as launches:
+        linear_scan_triton(a.expand(3, 50), b)
+    (launch,) = launches
+    assert launch.args[0].data_ptr() == a.data_ptr() and launch.args[0].stride() == (1, 0)
+    assert rel_err(linear_scan_triton(a.expand(3, 50), b), linear_scan_reference(a.expand(3, 50), b)) < 1e-13
+
+
+def test_few_long_rows_take_the_chunked_path_on_a_gpu():
+    from labs import _backend
+
+    b = torch.zeros(8, 1 << 20)
+    with _backend.record_launches((9, 0), sm_count=132) as launches:
+        ssm.linear_scan(b, b)
+    names = [launch.name for launch in launches]
+    assert names[0] == "_aggregate_kernel" and names[-1] == "_scan_kernel"
+    assert launches[-1].grid[0] >= 2 * 132  # rows x chunks: programs for every SM (512 here)
+    with _backend.record_launches((9, 0), sm_count=132) as launches:
+        ssm.linear_scan(torch.zeros(1024, 4096), torch.zeros(1024, 4096))
+    assert [launch.name for launch in launches] == ["_scan_kernel"]  # many rows: one pass
