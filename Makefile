@@ -9,7 +9,7 @@ JB_FLAGS := --all -W -n --keep-going --builder html
 # Print how long each step of `make test` took.
 TIMED    = @start=$$(date +%s); $(1); status=$$?; echo "[time] $(2): $$(( $$(date +%s) - start )) s"; exit $$status
 
-.PHONY: install book test unit notebooks browser bench seeds clean
+.PHONY: install book test unit notebooks browser bench seeds clean gpu-check
 
 install: $(STAMP) $(MATHJAX)
 
@@ -79,6 +79,23 @@ seeds: install
 BENCH_FLAGS ?=
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_FLAGS)
+
+# One command for a machine with a GPU, on that machine's own Python, torch and Triton (no
+# install, no network: labs is imported from this checkout). The CUDA tests, then every
+# benchmark with its anchors, recorded in benchmarks/results/, then a summary. Without CUDA the
+# tests skip and the benchmarks run once each on the CPU (--quick) to show that they run.
+# A failing CUDA test does not stop the benchmarks; the summary reports it and fails the target.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	@mkdir -p _build/gpu-check
+	-$(call TIMED,PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest tests/cuda -m cuda -q -rs -p no:cacheprovider \
+	  --junitxml=_build/gpu-check/cuda-tests.xml,CUDA kernel tests)
+	$(call TIMED,if PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -c "import sys; import torch; sys.exit(not torch.cuda.is_available())"; \
+	  then PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/run_all.py; \
+	  else echo "no CUDA device: benchmarks once each on the CPU, nothing recorded"; \
+	    PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/run_all.py --quick; fi,benchmarks)
+	@PYTHONPATH=$(CURDIR) $(GPU_PYTHON) tests/cuda/summary.py _build/gpu-check > _build/gpu-check/summary.txt; \
+	  status=$$?; cat _build/gpu-check/summary.txt; exit $$status
 
 clean:
 	rm -rf _build .pytest_cache
