@@ -87,12 +87,12 @@ bench: install
 # A failing CUDA test does not stop the benchmarks; the summary reports it and fails the target.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
-	@mkdir -p _build/gpu-check
+	@mkdir -p _build/gpu-check && date -u +%Y-%m-%dT%H:%M:%S+00:00 > _build/gpu-check/started
 	-$(call TIMED,PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest tests/cuda -m cuda -q -rs -p no:cacheprovider \
 	  --junitxml=_build/gpu-check/cuda-tests.xml,CUDA kernel tests)
 	$(call TIMED,if PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -c "import sys; import torch; sys.exit(not torch.cuda.is_available())"; \
 	  then PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/run_all.py; \
-	  else echo "no CUDA device: benchmarks once each on the CPU, nothing recorded"; \
+	  else echo "no CUDA device: each benchmark once on the CPU (--quick) and nothing recorded"; \
 	    PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/run_all.py --quick; fi,benchmarks)
 	@PYTHONPATH=$(CURDIR) $(GPU_PYTHON) tests/cuda/summary.py _build/gpu-check > _build/gpu-check/summary.txt; \
 	  status=$$?; cat _build/gpu-check/summary.txt; exit $$status

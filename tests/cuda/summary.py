@@ -1,9 +1,9 @@
 """The last step of ``make gpu-check``: what the CUDA tests found and what the benchmarks recorded.
 
 Reads the CUDA tests' JUnit report (``<dir>/cuda-tests.xml``) and, for every
-benchmark, the records of its latest run on this machine's kind of device
-from ``benchmarks/results/``. Exits 1 when a CUDA test failed, so the make
-target fails after the benchmarks have still been recorded.
+benchmark, the records its run appended to ``benchmarks/results/`` since
+``<dir>/started`` (written when the target began). Exits 1 when a CUDA test
+failed, so the make target fails after the benchmarks have still been recorded.
 
     python tests/cuda/summary.py _build/gpu-check
 """
@@ -50,14 +50,18 @@ def main(argv: list[str]) -> int:
               f"{counts['skipped']} skipped (of {counts['tests']})")
     for name in failed_tests(out / "cuda-tests.xml"):
         print(f"  FAILED {name}")
+    started = (out / "started").read_text().strip() if (out / "started").exists() else ""
+    if kind == "cpu":
+        print("benchmarks: run once each on the CPU (--quick), nothing recorded")
     for name in bench.BENCHMARKS:
-        records = bench.latest_run(bench.load_results(name), device_kind=kind)
-        if kind == "cuda" and records and not str(records[0].get("device", "")).startswith(device):
-            records = []  # the latest CUDA run was on another GPU
-        print(f"\n{name}: " + ("no records from this kind of device" if not records else
-                               f"{len(records)} records, run {records[0]['run_id']} on {records[0]['device']}"))
-        if records:
-            print(bench.text_table(records))
+        records = [r for r in bench.load_results(name) if r.get("date", "") >= started and r.get("device_kind") == kind]
+        records = bench.latest_run(records, device_kind=kind)
+        if not records:
+            if kind == "cuda":
+                print(f"\n{name}: no records from this run")
+            continue
+        print(f"\n{name}: {len(records)} records, run {records[0]['run_id']} on {records[0]['device']}")
+        print(bench.text_table(records))
     failed = counts["failures"] + counts["errors"] > 0 or counts.get("missing")
     return 1 if failed else 0
 
