@@ -50,6 +50,7 @@ import triton.language as tl
 
 from .. import _backend
 
+
 @triton.jit
 def _tile(ptr, rows, cols, n_rows, n_cols, s_row, s_col):
     """A (rows x cols) tile of a strided (n_rows, n_cols) matrix, zero outside."""
