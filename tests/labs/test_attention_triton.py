@@ -32,7 +32,7 @@ def test_kernel_forward_and_backward_match_torch(t, dims):
 
 
 def test_kernel_gradcheck():
-    fq, fk, v = (x.requires_grad_() for x in inputs(5, 4, 3, h=2))
+    fq, fk, v = (x.requires_grad_() for x in inputs(5, 4, 3, h=1))
     assert torch.autograd.gradcheck(lambda a, b, c: triton_chunk.causal_chunk_numerator_triton(a, b, c, 16), (fq, fk, v))
 
 
