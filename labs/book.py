@@ -21,17 +21,17 @@ def in_book_build() -> bool:
 def glue(name: str, value, *, display: bool = False):
     """Glue ``value`` under ``name`` for the ``{glue:text}`` role (myst-nb).
 
-    Colab has no myst-nb: there the call does nothing and returns ``value``, so
-    a chapter runs unchanged.
+    Returns None, so a cell that ends in ``glue(...)`` prints nothing on the page.
+    Colab has no myst-nb: there the call does nothing, so a chapter runs unchanged.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue: name must be an identifier-like string, got {name!r}")
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        return value
+        return None
     myst_glue(name, value, display=display)
-    return value
+    return None
 
 
 def progress(iterable, **tqdm_kwargs):
