@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from .._checks import FLOAT_DTYPES, choice, positive, real_number, whole_number
 from .cost import _allreduce_cost_unchecked, algbw, busbw, cost_terms, schedule_cost
-from .launch import RankFailed, _spawn_unchecked
+from .launch import RankFailed, _spawn_unchecked, loopback_env, why_not_importable
 from .ring import ring_all_gather_, ring_reduce_scatter_
 from .algorithms import (
     ALGORITHMS,
@@ -36,7 +36,7 @@ from .algorithms import (
 
 __all__ = [
     "ALGORITHMS", "Message", "REDUCIBLE_DTYPES", "RankFailed", "Step", "algbw", "all_gather", "all_reduce",
-    "all_to_all",
+    "all_to_all", "loopback_env",
     "allreduce_cost", "broadcast", "busbw", "chunk_bounds", "cost_terms", "reduce", "reduce_scatter",
     "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost", "simulate", "spawn",
 ]
@@ -145,20 +145,23 @@ def ring_allreduce(tensor: torch.Tensor, group=None, *, check: bool = True) -> t
 def spawn(fn, world_size: int, *args, backend: str = "gloo", timeout: float = 120.0, threads: int = 1) -> list:
     """Run ``fn(*args)`` on ``world_size`` new local processes forming a process group; return each rank's result.
 
-    Processes bind to 127.0.0.1 on a free port. ``fn`` must be importable
-    (defined in a module) and its result picklable. If a rank raises, the call
-    raises ``RankFailed`` with that rank's traceback and stops the others;
-    ``timeout`` (seconds) bounds the whole run and every collective inside it.
-    Each rank runs ``fn`` with ``threads`` torch CPU threads (default 1: the
-    ranks share this machine's cores).
+    Processes bind to 127.0.0.1 on a free port. The new processes import
+    ``fn`` by name, as with ``torch.multiprocessing.spawn``: define it in a
+    module, or at the top level of the script you run (with the call to
+    ``spawn`` under ``if __name__ == "__main__":``); a function typed into a
+    notebook or an interactive session is refused. Its result must be
+    picklable. If a rank raises, the call raises ``RankFailed`` with that
+    rank's traceback and stops the others; a rank that dies without a word
+    (killed, ``os._exit``) is named with its exit code. ``timeout`` (seconds)
+    bounds the whole run and every collective inside it. Each rank runs ``fn``
+    with ``threads`` torch CPU threads (default 1: the ranks share this
+    machine's cores).
     """
     if not callable(fn):
         raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
-    if getattr(fn, "__module__", None) in (None, "__main__") or "<locals>" in getattr(fn, "__qualname__", ""):
-        raise ValueError(
-            f"spawn: fn must be importable by the new processes (defined at the top level of a module), "
-            f"got {getattr(fn, '__qualname__', fn)!r} from module {getattr(fn, '__module__', None)!r}"
-        )
+    reason = why_not_importable(fn)
+    if reason:
+        raise ValueError(f"spawn: fn must be importable by the new processes; {reason}")
     world_size = whole_number("spawn", "world_size", world_size)
     choice("spawn", "backend", backend, ("gloo", "nccl"))
     timeout = positive("spawn", "timeout", timeout)

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from .._checks import choice
-from ..bench import median_ms
 from . import ring_all_gather, ring_allreduce, ring_reduce_scatter
 from .algorithms import chunk_bounds
 
@@ -40,19 +43,33 @@ def check_against_backend(n: int, seed: int = 0) -> dict:
     }
 
 
-def _repeat_seconds(op, buffer, iters: int) -> float:
-    """One repeat: the ranks start together, then the median of ``iters`` back-to-back calls."""
+def _repeat_seconds(op, buffer, iters: int) -> tuple[float, float]:
+    """One repeat: the ranks start together, then ``iters`` back-to-back calls.
+
+    Returns the median and the fastest call's wall-clock seconds on this rank.
+    """
     dist.barrier()
-    return median_ms(lambda: op(buffer), warmup=0, repeats=iters, device=buffer.device) / 1e3
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        op(buffer)
+        if buffer.is_cuda:
+            torch.cuda.synchronize(buffer.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
 
 
 def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: str = "cpu") -> list[dict]:
     """Seconds per allreduce of float32 vectors, our ring against the backend, for each size.
 
-    Each repeat starts after a barrier and takes the median of ``iters``
-    back-to-back calls; a repeat's time is the slowest rank's. Reports the
-    median over repeats (``*_s``) and the fastest repeat (``*_min_s``: on a
-    shared machine, noise only adds time).
+    Each repeat starts after a barrier and times ``iters`` back-to-back calls;
+    a repeat's time is the slowest rank's. For each size and ``name`` in
+    (``ring``, ``backend``) the row holds the median over repeats of the
+    calls' median (``name_s``), the fastest repeat (``name_min_s``), and per
+    repeat, in order, the median call (``name_repeats_s``) and the fastest
+    call (``name_fastest_s``); repeat i of the ring and of the backend ran
+    back to back. On a machine shared with other jobs, interference only ever
+    adds time: the fastest calls are the least disturbed.
     """
     p = dist.get_world_size()
     where = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
@@ -62,16 +79,22 @@ def time_allreduce(sizes: list[int], repeats: int = 5, iters: int = 3, device: s
         buffer = torch.zeros(n, dtype=torch.float32, device=where)
         for op in ops.values():  # warm up connections and allocators
             op(buffer)
-        times = {name: [] for name in ops}
+        medians = {name: [] for name in ops}
+        fastest = {name: [] for name in ops}
         for _ in range(repeats):
             for name, op in ops.items():
-                times[name].append(_repeat_seconds(op, buffer, iters))
-        slowest = torch.tensor([times[name] for name in ops], dtype=torch.float64, device=where)
+                median, best = _repeat_seconds(op, buffer, iters)
+                medians[name].append(median)
+                fastest[name].append(best)
+        slowest = torch.tensor([medians[name] for name in ops] + [fastest[name] for name in ops],
+                               dtype=torch.float64, device=where)  # on the buffer's device: NCCL reduces GPU tensors
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        medians, fastest = slowest.cpu().median(dim=1).values.tolist(), slowest.cpu().min(dim=1).values.tolist()
-        rows.append({"p": p, "n_elements": n, "n_bytes": 4 * n}
-                    | {f"{name}_s": m for name, m in zip(ops, medians)}
-                    | {f"{name}_min_s": m for name, m in zip(ops, fastest)})
+        slowest = slowest.cpu()
+        row = {"p": p, "n_elements": n, "n_bytes": 4 * n}
+        for i, name in enumerate(ops):
+            row |= {f"{name}_s": slowest[i].median().item(), f"{name}_min_s": slowest[i].min().item(),
+                    f"{name}_repeats_s": slowest[i].tolist(), f"{name}_fastest_s": slowest[len(ops) + i].tolist()}
+        rows.append(row)
     return rows
 
 
@@ -147,31 +170,86 @@ RING_TERMS = ("alpha", "beta")
 """The terms of the ring model ``2(p-1) alpha + 2(p-1)/p n beta`` that ``fit_alpha_beta`` can fit."""
 
 
-def fit_alpha_beta(p: np.ndarray, n_bytes: np.ndarray, seconds: np.ndarray, *,
-                   terms: tuple[str, ...] = RING_TERMS) -> tuple[float, float]:
+class AlphaBetaFit(NamedTuple):
+    """A least-squares fit of the ring model; ``alpha`` or ``beta`` is 0 only when left out of ``terms``."""
+
+    alpha: float
+    beta: float
+    rms_rel_error: float
+    """Root-mean-square relative error of the fitted model on the points it was fitted to."""
+
+
+def _fit_arrays(fn: str, p, n_bytes, seconds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = []
+    for name, value in (("p", p), ("n_bytes", n_bytes), ("seconds", seconds)):
+        array = np.asarray(value, dtype=np.float64).reshape(-1) if np.ndim(value) <= 1 else None
+        if array is None or not np.all(np.isfinite(array)):
+            raise ValueError(f"{fn}: {name} must be a 1-D sequence of finite numbers, got {value!r}")
+        arrays.append(array)
+    p, n_bytes, seconds = arrays
+    if not len(p) == len(n_bytes) == len(seconds):
+        raise ValueError(f"{fn}: p, n_bytes and seconds must have the same length, got "
+                         f"{len(p)}, {len(n_bytes)} and {len(seconds)}")
+    if (p < 2).any() or (p != np.round(p)).any():
+        raise ValueError(f"{fn}: every p must be an int >= 2 (one rank sends nothing), got {p.tolist()}")
+    if (n_bytes < 0).any() or (seconds <= 0).any():
+        raise ValueError(f"{fn}: n_bytes must be >= 0 and seconds > 0, got n_bytes={n_bytes.tolist()}, "
+                         f"seconds={seconds.tolist()}")
+    return p, n_bytes, seconds
+
+
+def _fit_terms(fn: str, terms) -> tuple[str, ...]:
+    terms = tuple(choice(fn, "terms", t, RING_TERMS) for t in terms)
+    if not terms:
+        raise ValueError(f"{fn}: terms must name at least one of 'alpha', 'beta', got ()")
+    return terms
+
+
+def _lstsq(p, n_bytes, seconds, terms) -> AlphaBetaFit:
+    columns = {"alpha": 2 * (p - 1), "beta": 2 * (p - 1) / p * n_bytes}
+    design = np.stack([columns[t] for t in terms], axis=1) / seconds[:, None]
+    solution, *_ = np.linalg.lstsq(design, np.ones_like(seconds), rcond=None)
+    fitted = dict(zip(terms, solution.tolist()))
+    alpha, beta = fitted.get("alpha", 0.0), fitted.get("beta", 0.0)
+    relative = (columns["alpha"] * alpha + columns["beta"] * beta) / seconds - 1
+    return AlphaBetaFit(float(alpha), float(beta), float(np.sqrt(np.mean(relative**2))))
+
+
+def fit_alpha_beta(p, n_bytes, seconds, *, terms: tuple[str, ...] = RING_TERMS) -> AlphaBetaFit:
     """Least-squares alpha and beta of the ring model ``2(p-1) alpha + 2(p-1)/p n beta``.
 
     Each equation is divided by its measured time, so the fit minimises
     relative error and small messages count as much as large ones. ``terms``
     picks the terms to fit (``("alpha",)``: latency alone; the other is 0).
-    Both are kept >= 0: when the two-term fit makes one negative (noisy
-    data), the better one-term fit is returned instead.
+    Nothing is clamped: noisy or inconsistent data can give a negative alpha
+    or beta, and a caller who needs both positive must check them.
     """
-    terms = tuple(choice("fit_alpha_beta", "terms", t, RING_TERMS) for t in terms)
-    if not terms:
-        raise ValueError("fit_alpha_beta: terms must name at least one of 'alpha', 'beta', got ()")
-    p, n_bytes, seconds = (np.asarray(a, dtype=np.float64) for a in (p, n_bytes, seconds))
-    columns = {"alpha": 2 * (p - 1), "beta": 2 * (p - 1) / p * n_bytes}
-    design = np.stack([columns[t] for t in terms], axis=1) / seconds[:, None]
-    target = np.ones_like(seconds)
-    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-    if (solution < 0).any():  # noisy data: keep alpha, beta >= 0 by fitting one term alone
-        fits = [fit_alpha_beta(p, n_bytes, seconds, terms=(t,)) for t in terms]
-        errors = [np.sum((np.stack([columns["alpha"], columns["beta"]], 1) @ np.array(f) / seconds - 1) ** 2)
-                  for f in fits]
-        return fits[int(np.argmin(errors))]
-    fitted = dict(zip(terms, solution))
-    return float(fitted.get("alpha", 0.0)), float(fitted.get("beta", 0.0))
+    terms = _fit_terms("fit_alpha_beta", terms)
+    p, n_bytes, seconds = _fit_arrays("fit_alpha_beta", p, n_bytes, seconds)
+    if len(seconds) < len(terms):
+        raise ValueError(f"fit_alpha_beta: fitting {len(terms)} terms needs at least {len(terms)} points, "
+                         f"got {len(seconds)}")
+    return _lstsq(p, n_bytes, seconds, terms)
+
+
+def held_out_error(p, n_bytes, seconds, *, terms: tuple[str, ...] = RING_TERMS) -> float:
+    """Median relative error in predicting each point from a fit to all the others (leave-one-out).
+
+    Unlike the fit's own error, this can be larger for the two-term model than
+    for a one-term model: a term that only fits noise makes predictions worse.
+    """
+    terms = _fit_terms("held_out_error", terms)
+    p, n_bytes, seconds = _fit_arrays("held_out_error", p, n_bytes, seconds)
+    if len(seconds) < len(terms) + 1:
+        raise ValueError(f"held_out_error: leaving one point out of a {len(terms)}-term fit needs at least "
+                         f"{len(terms) + 1} points, got {len(seconds)}")
+    errors = []
+    for i in range(len(seconds)):
+        keep = np.arange(len(seconds)) != i
+        alpha, beta, _ = _lstsq(p[keep], n_bytes[keep], seconds[keep], terms)
+        predicted = 2 * (p[i] - 1) * alpha + 2 * (p[i] - 1) / p[i] * n_bytes[i] * beta
+        errors.append(abs(predicted / seconds[i] - 1))
+    return float(np.median(errors))
 
 
 # Ranks that misbehave on purpose, for the tests and the chapter's failure demo.
@@ -189,3 +267,37 @@ def mismatched_shapes() -> int:
     """Rank r passes a vector of length 4 + r: every rank gets the shape error."""
     ring_allreduce(torch.ones(4 + dist.get_rank()))
     return dist.get_rank()
+
+
+def die_on_rank(bad_rank: int, how: str = "kill") -> int:
+    """After one allreduce together, rank ``bad_rank`` dies hard while the others start a second.
+
+    ``how``: ``"kill"`` (the process sends itself SIGKILL) or ``"exit"``
+    (``os._exit(0)``: gone with a success code, without a word).
+    """
+    import os
+    import signal
+
+    choice("die_on_rank", "how", how, ("kill", "exit"))
+    ring_allreduce(torch.ones(8))
+    if dist.get_rank() == bad_rank:
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(0)
+    ring_allreduce(torch.ones(1 << 16))
+    return dist.get_rank()
+
+
+def fastest_by_block(rows: list[dict], name: str, blocks: int = 3) -> np.ndarray:
+    """The fastest call of ``name`` (``"ring"`` or ``"backend"``) in each of ``blocks`` consecutive blocks of repeats.
+
+    ``rows`` come from ``time_allreduce``; the result has one row per size and
+    one column per block. Each block is an independent measurement: on a
+    machine shared with other jobs a whole repeat can be disturbed, but rarely
+    a whole block.
+    """
+    choice("fastest_by_block", "name", name, ("ring", "backend"))
+    fastest = np.array([row[f"{name}_fastest_s"] for row in rows], dtype=np.float64)
+    if not 1 <= blocks <= fastest.shape[1]:
+        raise ValueError(f"fastest_by_block: blocks must be between 1 and the {fastest.shape[1]} repeats, got {blocks!r}")
+    return np.stack([part.min(axis=1) for part in np.array_split(fastest, blocks, axis=1)], axis=1)

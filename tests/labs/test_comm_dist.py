@@ -1,7 +1,7 @@
 """labs.comm over real processes: the ring against gloo, data parallelism, and failures that must not hang."""
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -12,8 +12,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from labs.comm import RankFailed, ring_all_gather, ring_allreduce, ring_reduce_scatter, spawn
-from labs.comm.experiment import chapter_run, fail_on_rank, mismatched_shapes, train_single_process
+from labs.comm import RankFailed, loopback_env, ring_all_gather, ring_allreduce, ring_reduce_scatter, spawn
+from labs.comm.experiment import chapter_run, die_on_rank, fail_on_rank, mismatched_shapes, train_single_process
+from labs.comm.launch import _loopback_interface
+from labs.comm.torchrun_demo import standalone_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,16 +93,74 @@ def test_ring_needs_an_initialised_group():
         ring_allreduce(torch.ones(3))
 
 
-def test_torchrun_script_runs_on_one_machine_with_gloo():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-         "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "labs.comm.torchrun_demo", "--elements", "1000"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-    )
+def test_torchrun_script_runs_standalone_on_loopback_with_gloo():
+    command = standalone_command(2, "--elements", "1000", "--timeout", "30")
+    assert "--standalone" in command  # its own rendezvous on a free port, never the default 29500
+    # An inherited interface that does not exist would break gloo: the loopback must win, not setdefault.
+    inherited = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {
+        "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "no-such-nic0", "NCCL_SOCKET_IFNAME": "no-such-nic0"}
+    result = subprocess.run(command, cwd=ROOT, env=loopback_env(inherited), capture_output=True, text=True,
+                            timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "rank 0 of 2 (gloo): ring allreduce matches dist.all_reduce" in result.stdout
     assert "rank 1 of 2 (gloo): ring allreduce matches dist.all_reduce" in result.stdout
+
+
+def test_loopback_env_forces_the_loopback_interface():
+    interface = _loopback_interface()
+    assert interface is not None
+    env = loopback_env({"GLOO_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "ib0", "OTHER": "kept"})
+    assert env == {"GLOO_SOCKET_IFNAME": interface, "NCCL_SOCKET_IFNAME": interface, "OTHER": "kept"}
+
+
+@pytest.mark.parametrize("how, code", [("kill", r"-9 \(SIGKILL\)"), ("exit", "0")])
+def test_a_rank_that_dies_hard_is_blamed_with_its_exit_code(how, code):
+    # Rank 1 dies between two allreduces; ranks 0 and 2 then fail with "connection closed/reset".
+    with pytest.raises(RankFailed) as failure:
+        spawn(die_on_rank, 3, 1, how, timeout=90)
+    first_line = str(failure.value).splitlines()[0]
+    assert re.fullmatch(rf"spawn: rank 1 of 3 died with exit code {code} without reporting a result", first_line)
+
+
+SCRIPT = """
+import sys
+from labs.comm import spawn
+import torch.distributed as dist
+
+
+def work(offset):
+    return dist.get_rank() + offset
+
+
+if __name__ == "__main__":
+    print("results", spawn(work, 2, 10, timeout=90))
+    if len(sys.argv) > 1:
+        def nested(offset):  # defined where the new processes never look: under the guard
+            return offset
+
+        spawn(nested, 2, 0, timeout=90)
+"""
+
+
+def _python(args, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_spawn_runs_a_worker_defined_in_a_scripts_main(tmp_path):
+    script = tmp_path / "script_with_worker.py"
+    script.write_text(SCRIPT)
+    result = _python([str(script), "also-the-nested-one"], tmp_path)
+    assert "results [10, 11]" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+    # A function the children cannot find fails with the reason, not a bare unpickling error.
+    assert result.returncode != 0
+    assert "spawn: rank 0 could not import the function it was given" in result.stderr, result.stderr[-3000:]
+
+
+def test_spawn_refuses_a_function_typed_into_an_interactive_session(tmp_path):
+    code = "from labs.comm import spawn\ndef work():\n    return 1\nspawn(work, 2)\n"
+    result = _python(["-c", code], tmp_path)
+    assert result.returncode != 0
+    assert ("ValueError: spawn: fn must be importable by the new processes; 'work' was defined in a notebook "
+            "or an interactive session") in result.stderr, result.stderr[-3000:]
