@@ -76,3 +76,96 @@ def test_bad_input(plot, controls, kwargs, error, match):
     kwargs = {"alt": "a line"} | kwargs
     with pytest.raises(error, match=match):
         explore(plot, controls, **kwargs)
+
+
+def test_a_range_is_a_continuous_slider_live_and_its_grid_static(monkeypatch):
+    from labs.widgets import Range
+
+    calls = []
+
+    def plot(slope, width):
+        calls.append((slope, width))
+        return line_plot(slope, "-")
+
+    controls = {"slope": Range(0.5, 3.0, 0.25, grid=(0.5, 1.0, 3.0)), "width": Range(1, 9, 2, grid=(1, 5))}
+    monkeypatch.setenv("LABS_BOOK_BUILD", "0")
+    widget = explore(plot, controls, alt="a line", initial={"slope": 1.0})
+    slope, width = widget.children[0].children
+    assert type(slope).__name__ == "FloatSlider" and type(width).__name__ == "IntSlider"
+    assert (slope.min, slope.max, slope.step, slope.value) == (0.5, 3.0, 0.25, 1.0)
+    assert slope.continuous_update is False
+    slope.value = 2.25  # a value off the static grid: computed on the spot
+    width.value = 7
+    assert calls == [(1.0, 1), (2.25, 1), (2.25, 7)]
+    monkeypatch.setenv("LABS_BOOK_BUILD", "1")
+    static = explore(plot, controls, alt="a line", initial={"slope": 1.0})
+    assert len(static.frames) == 6 and (3.0, 5) in calls
+
+
+def test_an_action_button_runs_work_then_redraws(monkeypatch):
+    monkeypatch.setenv("LABS_BOOK_BUILD", "0")
+    state = {"trained": 0}
+    calls, runs = [], []
+
+    def plot(slope):
+        calls.append((slope, state["trained"]))
+        return line_plot(slope + state["trained"], "-")
+
+    def train(progress, slope):
+        runs.append(slope)
+        progress.max = 3
+        for _ in range(3):  # a tiny "training"
+            progress.value += 1
+        state["trained"] += 1
+
+    widget = explore(plot, {"slope": [1, 2]}, alt="a line", actions={"train": train})
+    row, actions, output = widget.children
+    button, bar, status = actions.children
+    assert type(button).__name__ == "Button" and button.description == "train"
+    row.children[0].value = 2
+    button.click()
+    assert runs == [2] and bar.value == bar.max == 3 and status.value == "train: done"
+    assert calls == [(1, 0), (2, 0), (2, 1)]  # redrawn after the work, with its result
+    assert button.disabled is False
+
+
+def test_a_failing_action_re_enables_its_button(monkeypatch):
+    monkeypatch.setenv("LABS_BOOK_BUILD", "0")
+
+    def broken(progress, slope):
+        raise RuntimeError("no")
+
+    widget = explore(lambda slope: line_plot(slope, "-"), {"slope": [1, 2]}, alt="a line", actions={"go": broken})
+    button, _, status = widget.children[1].children
+    button.click()  # ipywidgets catches and logs what a callback raises
+    assert button.disabled is False and status.value == "go failed: RuntimeError: no"
+
+
+def test_static_page_shows_actions_disabled(monkeypatch):
+    monkeypatch.setenv("LABS_BOOK_BUILD", "1")
+    widget = explore(line_plot, CONTROLS, alt="a line", actions={"train": lambda progress, **v: None})
+    html = widget._repr_html_()
+    assert "<button" in html and "disabled" in html and ">train</button>" in html
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda R: R(2, 1), ValueError, "low < high"),
+        (lambda R: R(0, 1, 0), ValueError, "step must be"),
+        (lambda R: R(0, 1, grid=(0.5, 2)), ValueError, "grid values must be numbers within"),
+        (lambda R: R("a", 1), ValueError, "low < high"),
+    ],
+)
+def test_bad_ranges(make, error, match):
+    from labs.widgets import Range
+
+    with pytest.raises(error, match=match):
+        make(Range)
+
+
+def test_bad_actions():
+    with pytest.raises(TypeError, match="action 'train' must be callable"):
+        explore(line_plot, CONTROLS, alt="a line", actions={"train": 3})
+    with pytest.raises(ValueError, match="actions must be a dict"):
+        explore(line_plot, CONTROLS, alt="a line", actions=["train"])
