@@ -24,6 +24,7 @@ from .prediction import (
     gradient_mc,
     mc_fixed_point,
     mc_prediction,
+    minibatch_prediction,
     sample_transitions,
     semi_gradient_td,
     td0,
@@ -34,7 +35,7 @@ __all__ = [
     "ControlResult", "DQNResult", "ReplayBuffer", "TabularMDP", "batch_fixed_points", "cliff_walking", "dqn",
     "epsilon_greedy_probs", "evaluate_policy", "expected_sarsa", "features", "gradient_mc", "greedy_policy",
     "greedy_return", "grid_world", "iterative_policy_evaluation", "markov_reward_process", "mc_fixed_point",
-    "mc_prediction", "on_policy_distribution", "q_learning", "random_walk", "random_walk_1000",
+    "mc_prediction", "minibatch_prediction", "on_policy_distribution", "q_learning", "random_walk", "random_walk_1000",
     "sample_actions", "sample_transitions", "sarsa", "semi_gradient_td", "td0", "td_control",
     "td_fixed_point", "uniform_policy", "value_iteration", "windy_gridworld",
 ]

@@ -23,7 +23,7 @@ import torch
 
 from . import checks
 from .._checks import generator as check_generator
-from .._checks import whole_number
+from .._checks import choice, whole_number
 from .._threads import threads
 from .mdp import sample_actions
 from .planning import markov_reward_process, on_policy_distribution
@@ -41,21 +41,24 @@ class Transitions(NamedTuple):
 
 
 @threads(1)
-def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator: torch.Generator) -> Transitions:
+def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator: torch.Generator,
+                       max_steps: int | None = None) -> Transitions:
     """Run ``policy`` in ``runs`` independent copies of ``mdp`` until each has finished ``episodes``
-    episodes, drawing every random number from ``generator``. One Python step per time step, all
-    runs in one tensor operation."""
+    episodes (or ``max_steps`` steps have been taken, if given), drawing every random number from
+    ``generator``. One Python step per time step, all runs in one tensor operation."""
     fn = "sample_transitions"
     mdp = checks.mdp(fn, mdp)
     policy = checks.policy(fn, mdp, policy)
     episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
+    if max_steps is not None:
+        max_steps = whole_number(fn, "max_steps", max_steps)
     if not mdp.terminal.any():
         raise ValueError(f"{fn}: {mdp.name!r} has no terminal state, so its episodes never end")
     generator = check_generator(fn, "generator", generator)
     done = torch.zeros(runs, dtype=torch.long, device=mdp.P.device)
     state = mdp.reset(runs, generator)
     steps = []
-    while bool((done < episodes).any()):
+    while bool((done < episodes).any()) and (max_steps is None or len(steps) < max_steps):
         active = done < episodes
         action = sample_actions(policy, state, generator)
         next_state, reward = mdp.step(state, action, generator)
@@ -81,9 +84,15 @@ def returns(stream: Transitions, gamma: float) -> torch.Tensor:
 @threads(1)
 def linear_prediction(stream, features, *, alpha, gamma, init, method: str, episodes: int) -> torch.Tensor:
     """Walk ``stream`` once with the linear TD or MC update; weights after every episode,
-    (runs, episodes + 1, d)."""
+    (runs, episodes + 1, d).
+
+    ``alpha`` is a number (a constant step size), or a schedule: a function of the visit counts
+    ``n`` (runs, d), how often each feature has been active so far in each run, this step
+    included, returning the step size of every weight, e.g. ``lambda n: 1 / n`` (for a table,
+    the n-th visit of a state gets the step 1/n)."""
     runs, d = stream.states.shape[1], features.shape[1]
     w = init.expand(runs, d).clone()
+    visits = torch.zeros(runs, d, dtype=w.dtype, device=w.device)
     history = torch.empty(runs, episodes + 2, d, dtype=w.dtype, device=w.device)  # last slot: scratch
     history[:, 0] = w
     finished = torch.zeros(runs, dtype=torch.long, device=w.device)
@@ -95,12 +104,63 @@ def linear_prediction(stream, features, *, alpha, gamma, init, method: str, epis
         else:
             target = targets[t]
         error = (target - (phi * w).sum(-1)) * stream.active[t]
-        w += alpha * error[:, None] * phi
+        if callable(alpha):
+            visits += (phi != 0) & stream.active[t][:, None]
+            w += alpha(visits.clamp_min(1)) * error[:, None] * phi
+        else:
+            w += alpha * error[:, None] * phi
         ends = stream.ends[t]
         slot = torch.where(ends, finished + 1, torch.full_like(finished, episodes + 1))
         history[torch.arange(runs, device=w.device), slot] = w
         finished += ends
     return history[:, : episodes + 1]
+
+
+@threads(1)
+def minibatch_prediction(stream, features, *, alpha: float, gamma: float = 1.0, learners: int, method: str,
+                         init=0.0, steps: int | None = None) -> torch.Tensor:
+    """Semi-gradient TD (``method="td"``) or gradient MC (``"mc"``) in which each of ``learners``
+    weight vectors learns from a pool of ``runs / learners`` parallel runs of ``stream`` (runs
+    ``k * pool .. (k + 1) * pool - 1`` feed learner ``k``), taking at every time step one update
+    with the mean over its pool:
+
+        w <- w + alpha * mean_pool (target - Phi[S_t] . w) Phi[S_t]
+
+    Averaging a pool shrinks the update's noise, so a constant ``alpha`` lands close to the
+    fixed point (``b - A w = 0`` for TD). Runs ``steps`` steps (default: as long as every run is
+    still active). Returns the weights after every step, (steps + 1, learners, d)."""
+    fn = "minibatch_prediction"
+    if not isinstance(stream, Transitions):
+        raise TypeError(f"{fn}: stream must be a Transitions from sample_transitions, got {type(stream).__name__}")
+    runs = stream.states.shape[1]
+    learners = whole_number(fn, "learners", learners)
+    if runs % learners:
+        raise ValueError(f"{fn}: learners={learners} must divide the stream's runs ({runs})")
+    choice(fn, "method", method, ("td", "mc"))
+    alpha, gamma = checks.alpha(fn, alpha), checks.gamma(fn, gamma)
+    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        raise ValueError(f"{fn}: features must be a tensor of shape (S, d), got {getattr(features, 'shape', type(features).__name__)}")
+    all_active = int(stream.active.all(1).long().cumprod(0).sum())
+    steps = all_active if steps is None else whole_number(fn, "steps", steps)
+    if steps > all_active:
+        raise ValueError(f"{fn}: steps={steps} exceeds the {all_active} steps in which every run of the stream is active")
+    pool, d = runs // learners, features.shape[1]
+    features = features.to(stream.rewards.dtype)
+    w = torch.as_tensor(init, dtype=features.dtype).expand(learners, d).clone()
+    targets = returns(stream, gamma) if method == "mc" else None
+    history = torch.empty(steps + 1, learners, d, dtype=w.dtype)
+    history[0] = w
+    for t in range(steps):
+        phi = features[stream.states[t]].view(learners, pool, d)
+        if method == "td":
+            bootstrap = (features[stream.next_states[t]].view(learners, pool, d) * w[:, None]).sum(-1)
+            target = stream.rewards[t].view(learners, pool) + gamma * bootstrap
+        else:
+            target = targets[t].view(learners, pool)
+        error = target - (phi * w[:, None]).sum(-1)
+        w += alpha * (error[..., None] * phi).mean(1)
+        history[t + 1] = w
+    return history
 
 
 def _predict(fn, mdp, policy, features, *, alpha, episodes, runs, gamma, init, generator, method):

@@ -322,3 +322,57 @@ def test_sampling_needs_a_generator_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
     torch.testing.assert_close(first, rl.td0(walk, rl.uniform_policy(walk), alpha=0.1, episodes=5, runs=3, generator=gen(12)))
     torch.testing.assert_close(control.q, rl.q_learning(cliff, alpha=0.5, epsilon=0.1, episodes=3, runs=2, generator=gen(13)).q)
+
+
+# --- mini-batch prediction and step-size schedules -------------------------------------------------
+
+@pytest.mark.parametrize("method", ["td", "mc"])
+def test_minibatch_prediction_matches_a_plain_loop(method):
+    mdp = rl.random_walk(9, left_reward=-1.0)
+    phi = features.state_aggregation(9, 3)
+    stream = rl.sample_transitions(mdp, rl.uniform_policy(mdp), episodes=50, runs=6, generator=gen(3), max_steps=40)
+    learners, pool = 2, 3
+    got = rl.minibatch_prediction(stream, phi, alpha=0.3, gamma=0.9, learners=learners, method=method)
+    G = rl.prediction.returns(stream, 0.9)
+    for k in range(learners):
+        w = torch.zeros(3, dtype=torch.float64)
+        for t in range(got.shape[0] - 1):
+            update = torch.zeros(3, dtype=torch.float64)
+            for r in range(k * pool, (k + 1) * pool):
+                s, s2 = int(stream.states[t, r]), int(stream.next_states[t, r])
+                target = float(stream.rewards[t, r]) + 0.9 * float(phi[s2] @ w) if method == "td" else float(G[t, r])
+                update += (target - float(phi[s] @ w)) * phi[s]
+            w = w + 0.3 * update / pool
+            torch.testing.assert_close(got[t + 1, k], w)
+
+
+def test_minibatch_prediction_rejects_bad_input():
+    mdp = rl.random_walk()
+    stream = rl.sample_transitions(mdp, rl.uniform_policy(mdp), episodes=2, runs=4, generator=gen())
+    with pytest.raises(ValueError, match="minibatch_prediction: learners=3 must divide"):
+        rl.minibatch_prediction(stream, features.tabular(5), alpha=0.1, learners=3, method="td")
+    with pytest.raises(ValueError, match="minibatch_prediction: method must be one of"):
+        rl.minibatch_prediction(stream, features.tabular(5), alpha=0.1, learners=2, method="q")
+    with pytest.raises(TypeError, match="minibatch_prediction: stream must be a Transitions"):
+        rl.minibatch_prediction(stream.states, features.tabular(5), alpha=0.1, learners=2, method="td")
+    with pytest.raises(ValueError, match="minibatch_prediction: steps=100000 exceeds"):
+        rl.minibatch_prediction(stream, features.tabular(5), alpha=0.1, learners=2, method="td", steps=100_000)
+
+
+def test_sample_transitions_stops_at_max_steps():
+    mdp = rl.random_walk_1000()
+    stream = rl.sample_transitions(mdp, rl.uniform_policy(mdp), episodes=10**6, runs=3, generator=gen(), max_steps=17)
+    assert stream.states.shape == (17, 3)
+
+
+def test_visit_count_schedule_is_one_over_n_per_state():
+    # With alpha = 1/n, tabular MC's estimate of a state is the plain average of its returns.
+    mdp = rl.random_walk()
+    stream = rl.sample_transitions(mdp, rl.uniform_policy(mdp), episodes=30, runs=2, generator=gen(5))
+    w = rl.prediction.linear_prediction(stream, features.tabular(5), alpha=lambda n: 1 / n, gamma=1.0,
+                                        init=torch.tensor(0.5, dtype=torch.float64), method="mc", episodes=30)
+    G = rl.prediction.returns(stream, 1.0)
+    for r in range(2):
+        for s in range(1, 6):
+            seen = (stream.states[:, r] == s) & stream.active[:, r]
+            torch.testing.assert_close(w[r, -1, s - 1], G[seen, r].mean())
