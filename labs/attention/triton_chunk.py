@@ -186,10 +186,13 @@ def _generation(target: _backend.Target) -> str:
     return "sm90" if major in (9, 10) else "sm80"
 
 
-def _config(chunk_size: int, dtype: torch.dtype, target: _backend.Target) -> dict:
-    """The chunk length, tiles, warps and pipeline stages for ``chunk_size`` on ``target``."""
+def _config(chunk_size: int, dtype: torch.dtype, target: _backend.Target, tiles: dict | None = None) -> dict:
+    """The chunk length, tiles, warps and pipeline stages for ``chunk_size`` on ``target``.
+
+    ``tiles`` is a table shaped like ``_TILES`` (default), for a kernel built the same way.
+    """
     kind = "16" if dtype in (torch.float16, torch.bfloat16) else "fp64" if dtype == torch.float64 else "fp32"
-    table = _TILES[_generation(target)][kind]
+    table = (_TILES if tiles is None else tiles)[_generation(target)][kind]
     bt = max(c for c in table["forward"] if c <= max(chunk_size, min(table["forward"])))
     bk, bv, warps = table["forward"][bt]
     ba, bb, state_warps = table["state"][bt]
