@@ -3,8 +3,17 @@ scores, reverse-time samplers, probability-flow likelihoods and denoising score 
 
 from .mixture import GaussianMixture, gaussian_mixture_score
 from .samplers import Samples, divergence, euler_maruyama, log_likelihood, predictor_corrector, probability_flow_sample
+from .metrics import (
+    DigitClassifier,
+    classifier_scores,
+    convergence_order,
+    frechet_distance,
+    gaussian_fit,
+    train_digit_classifier,
+)
 from .sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
 from .solvers import dormand_prince, fixed_step
+from .stacked import StackedScoreMLP, stacked_batch, train_score_models
 from .training import (
     TOY_DATA,
     ScoreMLP,
@@ -24,4 +33,7 @@ __all__ = [
     "dormand_prince", "fixed_step",
     "ScoreMLP", "dsm_loss", "train_score_model", "sliced_wasserstein",
     "TOY_DATA", "two_moons", "swiss_roll", "checkerboard", "digits",
+    "StackedScoreMLP", "train_score_models", "stacked_batch",
+    "gaussian_fit", "DigitClassifier", "train_digit_classifier", "classifier_scores", "frechet_distance",
+    "convergence_order",
 ]

@@ -56,13 +56,29 @@ def _batch_t(t: float, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def euler_maruyama(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, eps: float = 1e-3,
                    generator: torch.Generator | None = None, device=None, dtype: torch.dtype = torch.float32,
-                   return_trajectory: bool = False) -> Samples:
+                   return_trajectory: bool = False, x_start: torch.Tensor | None = None,
+                   brownian: torch.Tensor | None = None, denoise: bool = True) -> Samples:
     """Euler-Maruyama on the reverse SDE, n_steps uniform steps from t = 1 to eps.
 
-    x <- x - [f - g^2 score] dt + g sqrt(dt) z; the last step returns its mean (no noise).
+    x <- x - [f - g^2 score] dt + g dW with dW = sqrt(dt) z; with ``denoise`` the last step
+    returns its mean (no noise). ``x_start`` replaces the draw from the prior and ``brownian``
+    (n_steps, *shape) the Brownian increments dW, so that runs with different step counts can
+    share one Brownian path (sum a fine path's increments), as a strong-error study needs.
     """
     _check_common("euler_maruyama", sde, score_fn, n_steps, eps)
-    x, device = _start(sde, shape, generator, device, dtype, "euler_maruyama")
+    if x_start is None:
+        x, device = _start(sde, shape, generator, device, dtype, "euler_maruyama")
+    else:
+        shape = _check_shape("euler_maruyama", shape)
+        float_tensor("euler_maruyama", "x_start", x_start)
+        if tuple(x_start.shape) != shape:
+            raise ValueError(f"euler_maruyama: x_start must have shape {shape}, got {tuple(x_start.shape)}")
+        x = x_start
+    if brownian is not None:
+        float_tensor("euler_maruyama", "brownian", brownian)
+        if tuple(brownian.shape) != (n_steps, *x.shape):
+            raise ValueError(f"euler_maruyama: brownian must have shape (n_steps, *shape) = {(n_steps, *x.shape)}, "
+                             f"got {tuple(brownian.shape)}")
     reverse = sde.reverse(score_fn)
     times = torch.linspace(1.0, eps, n_steps + 1).tolist()
     path = [x]
@@ -70,8 +86,9 @@ def euler_maruyama(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, eps: flo
         dt = t - t_next
         drift, g = reverse.sde(x, _batch_t(t, x))
         x = x - drift * dt
-        if i < n_steps - 1:
-            x = x + _bcast(g, x) * math.sqrt(dt) * _noise(x, generator)
+        if i < n_steps - 1 or not denoise:
+            dw = math.sqrt(dt) * _noise(x, generator) if brownian is None else brownian[i].to(x)
+            x = x + _bcast(g, x) * dw
         path.append(x)
     return Samples(x, n_steps, torch.stack(path) if return_trajectory else None)
 
