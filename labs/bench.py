@@ -30,7 +30,7 @@ from .provenance import REPO_ROOT, book_commit
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 """Where ``benchmarks/<name>.py`` appends its records (``<name>.jsonl``); tests point it elsewhere."""
 
-BENCHMARKS = ("allreduce", "diffusion", "linear_attention", "rope", "scaled_softmax", "scan", "td")
+BENCHMARKS = ("allreduce", "diffusion", "linear_attention", "recurrent", "rope", "scaled_softmax", "scan", "td")
 """The scripts in ``benchmarks/`` (one results file each)."""
 
 RECORD_KEYS = (

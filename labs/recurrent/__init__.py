@@ -6,6 +6,10 @@ Public API (inputs checked here; the math in ``reference.py`` and ``chunk.py``):
 * ``selective_scan(u, delta, A, B, C, D=None, *, delta_softplus=False)``: Mamba's S6
 * ``ssd(x, dt, A, B, C, *, chunk_size=64)``: Mamba-2's state space duality layer
 * ``decay_mask(log_decay)``: the 1-semiseparable mask M_ts = prod_{r=s+1..t} a_r
+
+``method="chunk"`` runs the Triton kernel (``triton_chunk.py``) on a GPU, or under
+``TRITON_INTERPRET=1`` on the CPU, when the decay is one per step, no state goes in or
+out, and the chunk fits the kernel's tiles; otherwise the torch chunked form.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _backend
 from .._checks import choice, flag, float_tensor, whole_number
+from ..attention import MAX_TRITON_HEAD_DIM, TRITON_CHUNK_SIZES
 from . import reference
 from .chunk import gla_chunk, ssd_chunk
 
@@ -87,9 +93,26 @@ def gated_linear_attention(q, k, v, log_decay, *, method: str = "chunk", chunk_s
         o, state = reference.gla_recurrent(q, k, v, log_decay, initial_state)
     elif method == "quadratic":
         o, state = reference.gla_quadratic(q, k, v, log_decay, initial_state)
+    elif _takes_kernel(q, v, log_decay, chunk_size, initial_state, return_state):
+        from .triton_chunk import gla_chunk_triton
+
+        return gla_chunk_triton(q, k, v, log_decay, chunk_size).to(v.dtype)
     else:
         o, state = gla_chunk(q, k, v, log_decay, chunk_size=chunk_size, initial_state=initial_state)
     return (o.to(v.dtype), state) if return_state else o.to(v.dtype)
+
+
+def _takes_kernel(q, v, log_decay, chunk_size, initial_state, return_state) -> bool:
+    """The Triton kernel handles one decay per step, no state in or out, and chunks that fit its tiles."""
+    fits = (
+        log_decay.ndim == 3
+        and initial_state is None
+        and not return_state
+        and chunk_size in TRITON_CHUNK_SIZES
+        and max(q.shape[-1], v.shape[-1]) <= MAX_TRITON_HEAD_DIM
+        and _backend.triton_dtype_ok(q.dtype, q.device)
+    )
+    return fits and _backend.use_triton(q)
 
 
 def selective_scan(u, delta, A, B, C, D=None, *, delta_softplus: bool = False):

@@ -2,7 +2,7 @@
 
 How it finds the configurations: inside ``labs._backend.record_launches(cc)``
 the public functions (``scaled_softmax``, ``apply_rope_qk``,
-``linear_attention(method="chunk")``, ``linear_scan``) run their real dispatch
+``linear_attention(method="chunk")``, ``linear_scan``, ``gated_linear_attention``) run their real dispatch
 for a GPU of compute capability ``cc``, forward and backward, over inputs that
 reach every branch of each launcher's configuration choice (dtypes, flags,
 head dims, chunk sizes, row lengths). Each launch is recorded instead of run.
@@ -38,7 +38,7 @@ import time
 
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated (silences its warning)
 
-KERNELS = ("softmax", "rope", "attention", "scan")
+KERNELS = ("softmax", "rope", "attention", "scan", "recurrent")
 TARGETS = (75, 80, 90)
 # A memory-bound kernel needs warps in flight to hide latency. At most 128 registers per thread
 # leaves room for 16 warps of 128 threads per SM (a quarter of an H100's 64): enough for the
@@ -122,7 +122,25 @@ def _scan_cases():
                 yield f"scan {dtype} rows={rows} L={length} h0={with_h0}", dtype, run
 
 
-CASES = {"softmax": _softmax_cases, "rope": _rope_cases, "attention": _attention_cases, "scan": _scan_cases}
+def _recurrent_cases():
+    import torch
+
+    from labs.attention import TRITON_CHUNK_SIZES
+    from labs.recurrent import gated_linear_attention
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        for chunk in TRITON_CHUNK_SIZES:
+            for dk, dv in ((16, 16), (64, 64), (128, 128), (256, 256), (64, 256)):
+                def run(dtype=dtype, chunk=chunk, dk=dk, dv=dv):
+                    q = torch.zeros(1, 2, 2 * chunk, dk, dtype=dtype, requires_grad=True)
+                    v = torch.zeros(1, 2, 2 * chunk, dv, dtype=dtype, requires_grad=True)
+                    log_decay = torch.zeros(1, 2, 2 * chunk, dtype=dtype, requires_grad=True)
+                    gated_linear_attention(q, q, v, log_decay, chunk_size=chunk).sum().backward()
+                yield f"recurrent {dtype} chunk={chunk} dk={dk} dv={dv}", dtype, run
+
+
+CASES = {"softmax": _softmax_cases, "rope": _rope_cases, "attention": _attention_cases, "scan": _scan_cases,
+         "recurrent": _recurrent_cases}
 
 
 def _with_backward(forward):

@@ -33,6 +33,7 @@ KERNEL_FILES = {
     "softmax": "labs.scaling.triton_softmax",
     "rope": "labs.rope.triton_rope",
     "attention": "labs.attention.triton_chunk",
+    "recurrent": "labs.recurrent.triton_chunk",
     "scan": "labs.ssm.triton_scan",
 }
 

@@ -1,0 +1,103 @@
+"""Benchmark gated linear attention with one decay per step: the chunked Triton kernel against its anchors.
+
+* On CUDA: forward+backward of ``gated_linear_attention(method="chunk")`` (the
+  Triton kernel, bf16, or fp16 below sm_80) against
+  ``F.scaled_dot_product_attention(is_causal=True)`` (FlashAttention) and, when
+  it imports, flash-linear-attention's ``chunk_simple_gla`` (the same mapping),
+  at T = 1k .. 32k; ``params`` holds the peak GPU memory of ours and of the
+  anchor. The issue's targets: within 1.25x of fla, faster than SDPA from T = 4096.
+* On a CPU: the forward pass of the torch chunked form against the masked
+  quadratic form, at T = 128 .. 4096.
+
+Run: ``python benchmarks/recurrent.py`` (``make bench`` runs every script). It
+prints a table and appends one record per case to
+``benchmarks/results/recurrent.jsonl`` (the schema: ``labs.bench.RECORD_KEYS``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import labs
+from labs.bench import optional_anchor, run_benchmark
+from labs.recurrent import gated_linear_attention
+
+CHUNK = 64
+
+
+def _inputs(b, h, t, d, dtype, dev, g):
+    q, k, v, d_out = (torch.randn(b, h, t, d, device=dev, dtype=dtype, generator=g) for _ in range(4))
+    q = q / d ** 0.5  # the caller scales q: the mapping itself does not
+    log_decay = torch.log(0.9 + 0.1 * torch.rand(b, h, t, device=dev, generator=g)).to(dtype)
+    return q, k, v, log_decay, d_out
+
+
+def gpu_cases(run):
+    dev = run.device
+    fla_fn = optional_anchor("fla.ops.simple_gla", "chunk_simple_gla", "flash-linear-attention")
+    dtype = torch.bfloat16 if torch.cuda.get_device_capability(dev) >= (8, 0) else torch.float16
+    g = labs.generator("benchmark", device=dev)
+    b, h, d = 2, 8, 64
+    for t in (256,) if run.quick else (1024, 2048, 4096, 8192, 16384, 32768):
+        q, k, v, log_decay, d_out = _inputs(b, h, t, d, dtype, dev, g)
+        for x in (q, k, v, log_decay):
+            x.requires_grad_()
+
+        def ours():
+            out = gated_linear_attention(q, k, v, log_decay, chunk_size=CHUNK)
+            torch.autograd.grad(out, (q, k, v, log_decay), d_out)
+
+        def flash():
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            torch.autograd.grad(out, (q, k, v), d_out)
+
+        def fla_run():
+            # fla takes (B, T, H, D) and (B, T, H) by default; scale=1: q is already scaled
+            to_bthd = lambda x: x.transpose(1, 2)  # noqa: E731
+            out = fla_fn(to_bthd(q), to_bthd(k), to_bthd(v), g=to_bthd(log_decay), scale=1.0)[0]
+            torch.autograd.grad(out, (q, k, v, log_decay), to_bthd(d_out))
+
+        def timed_with_peak(fn):
+            torch.cuda.reset_peak_memory_stats(dev)
+            ms = run.time(fn, warmup=3, repeats=10)
+            return ms, torch.cuda.max_memory_allocated(dev) / 2**20
+
+        ours_ms, ours_mib = timed_with_peak(ours)
+        anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
+        if fla_fn is not None:
+            anchors["fla chunk_simple_gla"] = fla_run
+        for anchor, fn in anchors.items():
+            anchor_ms, anchor_mib = timed_with_peak(fn)
+            run.record("gated_linear_attention(method='chunk'), Triton", shape=[b, h, t, d], dtype=dtype,
+                       pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
+                       params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
+                               "anchor_peak_mib": round(anchor_mib, 1)})
+
+
+def cpu_cases(run):
+    g = labs.generator("benchmark", device=run.device)
+    b, h, d = 1, 4, 32
+    for t in (16,) if run.quick else (128, 256, 512, 1024, 2048, 4096):
+        q, k, v, log_decay, _ = _inputs(b, h, t, d, torch.float32, run.device, g)
+
+        def form(method):
+            return lambda: gated_linear_attention(q, k, v, log_decay, method=method, chunk_size=CHUNK)
+
+        run.record("gated_linear_attention(method='chunk')", shape=[b, h, t, d], dtype=torch.float32,
+                   pass_="forward", median_ms=run.time(form("chunk"), warmup=2, repeats=11),
+                   anchor="gated_linear_attention(method='quadratic')",
+                   anchor_median_ms=run.time(form("quadratic"), warmup=2, repeats=11),
+                   params={"chunk_size": CHUNK})
+
+
+def cases(run):
+    (gpu_cases if run.on_gpu else cpu_cases)(run)
+
+
+def main(argv=None) -> list[dict]:
+    return run_benchmark("recurrent", cases, __doc__, argv)
+
+
+if __name__ == "__main__":
+    main()
