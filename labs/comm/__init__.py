@@ -5,7 +5,9 @@ error; the modules behind it hold the plain versions:
 
 * ``algorithms.py`` the algorithms step by step on in-memory buffers, and the
   other collectives defined by their result;
-* ``cost.py``      the alpha-beta-gamma cost of each algorithm (SymPy or numbers);
+* ``cost.py``      the alpha-beta-gamma cost of each algorithm (SymPy or numbers),
+  and of the 2D (hierarchical) allreduce on two kinds of link;
+* ``overlap.py``   gradient buckets overlapped with backward: the exposed communication;
 * ``ring.py``      the ring over point-to-point ``torch.distributed`` messages;
 * ``launch.py``    ``spawn``: p local processes on the loopback address;
 * ``experiment.py`` what the chapter runs on every rank (importable, as ``spawn`` needs).
@@ -17,7 +19,11 @@ import torch
 import torch.distributed as dist
 
 from .._checks import FLOAT_DTYPES, choice, positive, real_number, whole_number
-from .cost import _allreduce_cost_unchecked, algbw, busbw, cost_terms, schedule_cost
+from .cost import (
+    _allreduce_cost_unchecked, _hierarchical_cost_unchecked, algbw, busbw, cost_terms, hierarchical_terms,
+    schedule_cost, schedule_cost_two_level,
+)
+from .overlap import _exposed_unchecked, bucket_sizes, exposed_closed_form
 from .launch import RankFailed, _spawn_unchecked, loopback_env, why_not_importable
 from .ring import ring_all_gather_, ring_reduce_scatter_
 from .algorithms import (
@@ -29,6 +35,7 @@ from .algorithms import (
     all_to_all,
     broadcast,
     chunk_bounds,
+    double_binary_tree as _double_binary_tree_unchecked,
     reduce,
     reduce_scatter,
     _simulate_unchecked,
@@ -37,8 +44,10 @@ from .algorithms import (
 __all__ = [
     "ALGORITHMS", "Message", "REDUCIBLE_DTYPES", "RankFailed", "Step", "algbw", "all_gather", "all_reduce",
     "all_to_all", "loopback_env",
-    "allreduce_cost", "broadcast", "busbw", "chunk_bounds", "cost_terms", "reduce", "reduce_scatter",
-    "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost", "simulate", "spawn",
+    "allreduce_cost", "broadcast", "bucket_sizes", "busbw", "chunk_bounds", "cost_terms", "double_binary_tree",
+    "exposed_closed_form", "exposed_communication", "hierarchical_cost", "hierarchical_terms", "reduce",
+    "reduce_scatter", "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost",
+    "schedule_cost_two_level", "simulate", "simulate_hierarchical", "spawn",
 ]
 
 REDUCIBLE_DTYPES = FLOAT_DTYPES + (torch.int32, torch.int64)
@@ -85,6 +94,56 @@ def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta
     n_bytes, alpha, beta, gamma = (real_number("allreduce_cost", name, value, low=0.0) for name, value in
                                    [("n_bytes", n_bytes), ("alpha", alpha), ("beta", beta), ("gamma", gamma)])
     return _allreduce_cost_unchecked(algorithm, p, n_bytes, alpha, beta, gamma)
+
+
+def simulate_hierarchical(buffers: list[torch.Tensor], nodes: int) -> tuple[list[torch.Tensor], list[Step]]:
+    """The 2D allreduce on ``nodes`` nodes of ``len(buffers) / nodes`` ranks each, simulated like ``simulate``.
+
+    Rank r sits on node ``r // g``. Inside each node a ring reduce-scatter, then
+    a ring allreduce across nodes of each chunk, then a ring all-gather inside
+    each node.
+    """
+    if not isinstance(buffers, (list, tuple)) or not buffers:
+        raise ValueError(f"simulate_hierarchical: buffers must be a non-empty list of tensors, got {buffers!r}")
+    nodes = whole_number("simulate_hierarchical", "nodes", nodes)
+    if len(buffers) % nodes:
+        raise ValueError(f"simulate_hierarchical: the {len(buffers)} ranks must split evenly over nodes, "
+                         f"got nodes={nodes}")
+    simulate("ring", buffers[:1] + list(buffers[1:]))  # the same checks of shapes and dtypes (cheap)
+    return _simulate_unchecked("hierarchical", list(buffers), nodes)
+
+
+def hierarchical_cost(g: int, nodes: int, n_bytes: float, *, alpha_intra: float, beta_intra: float,
+                      alpha_inter: float, beta_inter: float) -> float:
+    """Predicted seconds of the 2D allreduce of ``n_bytes`` on ``nodes`` nodes of ``g`` ranks (``hierarchical_terms``)."""
+    g = whole_number("hierarchical_cost", "g", g)
+    nodes = whole_number("hierarchical_cost", "nodes", nodes)
+    values = [real_number("hierarchical_cost", name, value, low=0.0) for name, value in
+              [("n_bytes", n_bytes), ("alpha_intra", alpha_intra), ("beta_intra", beta_intra),
+               ("alpha_inter", alpha_inter), ("beta_inter", beta_inter)]]
+    return _hierarchical_cost_unchecked(g, nodes, *values)
+
+
+def exposed_communication(grad_bytes: float, bucket_bytes: float, backward_s: float, *, p: int, alpha: float,
+                          beta: float) -> float:
+    """Seconds of gradient allreduce left after backward ends, with buckets of ``bucket_bytes`` (``overlap.py``).
+
+    Buckets fill in the order backward produces gradients, at a steady rate
+    over ``backward_s``; each is ring-allreduced on p ranks as soon as it is
+    full and the previous one is done.
+    """
+    grad_bytes = positive("exposed_communication", "grad_bytes", grad_bytes)
+    bucket_bytes = positive("exposed_communication", "bucket_bytes", bucket_bytes)
+    backward_s = real_number("exposed_communication", "backward_s", backward_s, low=0.0)
+    p = whole_number("exposed_communication", "p", p)
+    alpha = real_number("exposed_communication", "alpha", alpha, low=0.0)
+    beta = real_number("exposed_communication", "beta", beta, low=0.0)
+    return _exposed_unchecked(grad_bytes, min(bucket_bytes, grad_bytes), backward_s, p, alpha, beta)
+
+
+def double_binary_tree(p: int) -> tuple[list[int], list[int]]:
+    """NCCL's two complementary binary trees over p ranks, as parent lists (-1 for the root); see ``algorithms.py``."""
+    return _double_binary_tree_unchecked(whole_number("double_binary_tree", "p", p))
 
 
 def _check_distributed_tensor(name: str, tensor, group, *, agree: bool) -> torch.Tensor:

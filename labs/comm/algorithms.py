@@ -59,14 +59,48 @@ class _Network:
         self.schedule.append(Step([Message(s, d, stop - start) for s, d, start, stop in transfers], kind))
 
 
+def _ring_steps(net: _Network, rings, part: str) -> None:
+    """One half of the ring algorithm on several disjoint rings at once.
+
+    ``rings``: ``(ranks, start, stop)`` triples, all with the same number of
+    ranks; ring ``ranks`` works on ``data[start:stop]``, cut into
+    ``len(ranks)`` chunks. ``part`` is ``"reduce_scatter"`` (afterwards
+    ``ranks[i]`` holds the sum of chunk i) or ``"all_gather"`` (``ranks[i]``
+    passes chunk i on to every other rank of its ring).
+    """
+    for s in range(len(rings[0][0]) - 1):
+        transfers = []
+        for ranks, start, stop in rings:
+            q = len(ranks)
+            chunks = [(start + a, start + b) for a, b in chunk_bounds(stop - start, q)]
+            for i in range(q):  # reduce-scatter receives chunk (i - s - 2) and adds it; all-gather passes it on
+                c = (i - s - 1) % q if part == "reduce_scatter" else (i - s) % q
+                transfers.append((ranks[i], ranks[(i + 1) % q], *chunks[c]))
+        net.step(transfers, "reduce" if part == "reduce_scatter" else "copy")
+
+
 def _ring(net: _Network, ranks: list[int]) -> None:
     """Reduce-scatter then all-gather around the ring ``ranks``; rank i ends owning chunk i."""
-    p, n = len(ranks), net.data[0].numel()
-    chunks = chunk_bounds(n, p)
-    for s in range(p - 1):  # reduce-scatter: receive chunk (i - s - 2), add it
-        net.step([(ranks[i], ranks[(i + 1) % p], *chunks[(i - s - 1) % p]) for i in range(p)], "reduce")
-    for s in range(p - 1):  # all-gather: pass the finished chunks on
-        net.step([(ranks[i], ranks[(i + 1) % p], *chunks[(i - s) % p]) for i in range(p)], "copy")
+    n = net.data[0].numel()
+    _ring_steps(net, [(ranks, 0, n)], "reduce_scatter")
+    _ring_steps(net, [(ranks, 0, n)], "all_gather")
+
+
+def _hierarchical(net: _Network, nodes: int) -> None:
+    """The 2D allreduce on ``nodes`` nodes of g = p / nodes ranks each (rank = node * g + local index).
+
+    1. every node reduce-scatters its vector over its g ranks (a ring inside the node);
+    2. the g ranks with the same local index, one per node, allreduce their chunk (a ring across nodes);
+    3. every node all-gathers the chunks (a ring inside the node).
+    """
+    p, n = len(net.data), net.data[0].numel()
+    g = p // nodes
+    inside = [(list(range(k * g, (k + 1) * g)), 0, n) for k in range(nodes)]
+    across = [([k * g + i for k in range(nodes)], start, stop) for i, (start, stop) in enumerate(chunk_bounds(n, g))]
+    _ring_steps(net, inside, "reduce_scatter")
+    _ring_steps(net, across, "reduce_scatter")
+    _ring_steps(net, across, "all_gather")
+    _ring_steps(net, inside, "all_gather")
 
 
 def _recursive_doubling(net: _Network, ranks: list[int]) -> None:
@@ -155,12 +189,42 @@ ALGORITHMS = {
 }
 
 
-def _simulate_unchecked(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[Step]]:
+def _simulate_unchecked(algorithm: str, buffers: list[torch.Tensor],
+                        nodes: int = 1) -> tuple[list[torch.Tensor], list[Step]]:
     """Run ``algorithm`` on ``buffers`` (no input checks: see ``labs.comm.simulate``)."""
     net = _Network(buffers)
-    ALGORITHMS[algorithm](net)
+    if algorithm == "hierarchical":
+        _hierarchical(net, nodes)
+    else:
+        ALGORITHMS[algorithm](net)
     shape, dtype = buffers[0].shape, buffers[0].dtype
     return [d.reshape(shape).to(dtype) for d in net.data], net.schedule
+
+
+def double_binary_tree(p: int) -> tuple[list[int], list[int]]:
+    """NCCL's two complementary binary trees over ranks 0..p-1, as parent lists (the root's parent is -1).
+
+    Tree A numbers rank r as r + 1 and gives label i the height of its lowest
+    set bit: odd labels are leaves, and the parent of i is i - L or i + L
+    (L = i's lowest set bit), climbing further while that lies beyond p.
+    Tree B is tree A shifted by one rank. For even p every rank is a leaf of
+    one tree and an inner node of the other, so no rank forwards data in both.
+    """
+    def tree(shift: int) -> list[int]:
+        label = [(r + shift) % p + 1 for r in range(p)]
+        rank_of = {lab: r for r, lab in enumerate(label)}
+        parents = []
+        for r in range(p):
+            i = label[r]
+            while True:
+                low = i & -i
+                i = i - low if i & (2 * low) else i + low
+                if i <= p or low > p:
+                    break
+            parents.append(rank_of[i] if i <= p else -1)
+        return parents
+
+    return tree(0), tree(1)
 
 
 # The other collectives, defined by what each rank holds at the end (rank r's input is x[r]).

@@ -75,3 +75,32 @@ def busbw(n_bytes: float, seconds: float, p: int) -> float:
     """Bus bandwidth of an allreduce: ``algbw * 2 (p - 1) / p`` (the nccl-tests convention)."""
     return algbw(n_bytes, seconds) * 2 * (p - 1) / p
 
+
+
+def hierarchical_terms(g, nodes, n):
+    """Start-ups and bytes of the 2D allreduce on ``nodes`` nodes of ``g`` ranks, split by link.
+
+    Returns ``(a_intra, b_intra, a_inter, b_inter)`` with ``time = a_intra alpha_intra
+    + b_intra beta_intra + a_inter alpha_inter + b_inter beta_inter``: a ring
+    reduce-scatter and all-gather inside the node on n bytes, and a ring
+    allreduce across the nodes on a chunk of n / g bytes (every local index at
+    once, each on its own network link).
+    """
+    return 2 * (g - 1), 2 * (g - 1) * n / g, 2 * (nodes - 1), 2 * (nodes - 1) * n / (g * nodes)
+
+
+def _hierarchical_cost_unchecked(g: int, nodes: int, n_bytes: float, alpha_intra: float, beta_intra: float,
+                                 alpha_inter: float, beta_inter: float) -> float:
+    a_i, b_i, a_o, b_o = hierarchical_terms(g, nodes, n_bytes)
+    return float(a_i * alpha_intra + b_i * beta_intra + a_o * alpha_inter + b_o * beta_inter)
+
+
+def schedule_cost_two_level(schedule, node_of, *, bytes_per_element: float, alpha_intra: float, beta_intra: float,
+                            alpha_inter: float, beta_inter: float) -> float:
+    """Seconds a schedule takes when a message between nodes costs ``alpha_inter + m beta_inter`` and one
+    inside a node ``alpha_intra + m beta_intra``; a step lasts as long as its slowest message."""
+    total = 0.0
+    for step in schedule:
+        total += max((alpha_inter + m.n_elements * bytes_per_element * beta_inter) if node_of[m.src] != node_of[m.dst]
+                     else (alpha_intra + m.n_elements * bytes_per_element * beta_intra) for m in step)
+    return total

@@ -157,12 +157,118 @@ def train_data_parallel(steps: int = 20, lr: float = 0.5, seed: int = 0) -> tupl
     return [q.detach().clone() for q in model.parameters()], losses
 
 
+class GradientBuckets:
+    """DDP's gradient buckets on our ring: each bucket is allreduced during backward, as soon as it is full.
+
+    Parameters are taken in reverse order (backward produces the last layer's
+    gradients first) and packed into buckets of at most ``bucket_bytes`` (a
+    larger parameter gets a bucket of its own). A hook on every parameter
+    fires when its gradient is complete; when a bucket's last gradient
+    arrives, the bucket is flattened into one buffer, ring-allreduced,
+    divided by p and copied back, while backward goes on with the earlier
+    layers. ``log`` records, for every allreduce, how many parameters were
+    still waiting for their gradient: more than 0 means the communication ran
+    during backward.
+    """
+
+    def __init__(self, model: torch.nn.Module, bucket_bytes: int):
+        params = [q for q in model.parameters() if q.requires_grad][::-1]
+        self.buckets: list[list[torch.nn.Parameter]] = []
+        size = 0
+        for q in params:
+            nbytes = q.numel() * q.element_size()
+            if not self.buckets or size + nbytes > bucket_bytes:
+                self.buckets.append([])
+                size = 0
+            self.buckets[-1].append(q)
+            size += nbytes
+        self.bucket_of = {id(q): k for k, bucket in enumerate(self.buckets) for q in bucket}
+        self.n_params = len(params)
+        self.log: list[int] = []
+        self._ready: list[set] = [set() for _ in self.buckets]
+        self._seen = 0
+        for q in params:
+            q.register_post_accumulate_grad_hook(self._on_gradient)
+
+    def _on_gradient(self, param) -> None:
+        k = self.bucket_of[id(param)]
+        self._ready[k].add(id(param))
+        self._seen += 1
+        if len(self._ready[k]) == len(self.buckets[k]):
+            bucket = self.buckets[k]
+            flat = torch.cat([q.grad.reshape(-1) for q in bucket])
+            ring_allreduce(flat, check=False)
+            flat /= dist.get_world_size()
+            offset = 0
+            for q in bucket:
+                q.grad.copy_(flat[offset:offset + q.numel()].view_as(q.grad))
+                offset += q.numel()
+            self.log.append(self.n_params - self._seen)
+            self._ready[k].clear()
+        if self._seen == self.n_params:
+            self._seen = 0
+
+
+def train_data_parallel_bucketed(steps: int = 20, lr: float = 0.5, seed: int = 0,
+                                 bucket_bytes: int = 600) -> tuple[list[torch.Tensor], list[float], dict]:
+    """``train_data_parallel`` with the averaging done by ``GradientBuckets`` during backward.
+
+    Also returns how many parameters and buckets there are and, for every
+    allreduce of the run, how many gradients were still to come.
+    """
+    rank, p = dist.get_rank(), dist.get_world_size()
+    model, x, y = make_problem(seed)
+    shard = slice(rank * x.shape[0] // p, (rank + 1) * x.shape[0] // p)
+    buckets = GradientBuckets(model, bucket_bytes)
+    losses = [_sgd_step(model, x[shard], y[shard], lr, lambda m: None) for _ in range(steps)]
+    stats = {"params": buckets.n_params, "buckets": len(buckets.buckets), "waiting": buckets.log}
+    return [q.detach().clone() for q in model.parameters()], losses, stats
+
+
+def train_sharded(steps: int = 20, lr: float = 0.5, seed: int = 0) -> tuple[list[torch.Tensor], list[float], dict]:
+    """Data parallelism with sharded optimiser state, as ZeRO and FSDP do it, on our ring.
+
+    Every step: ring reduce-scatter of the flattened gradient (rank r gets the
+    sum of its chunk), SGD on that chunk of the flattened parameters only,
+    then a ring all-gather of the parameters. Returns the parameters, the
+    losses, and the number of elements this rank sent per step in each half.
+    """
+    rank, p = dist.get_rank(), dist.get_world_size()
+    model, x, y = make_problem(seed)
+    shard = slice(rank * x.shape[0] // p, (rank + 1) * x.shape[0] // p)
+    params = list(model.parameters())
+    flat = torch.cat([q.detach().reshape(-1) for q in params])
+    start, stop = chunk_bounds(flat.numel(), p)[rank]
+    chunk_sizes = [b - a for a, b in chunk_bounds(flat.numel(), p)]
+    losses = []
+    for _ in range(steps):
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x[shard]), y[shard])
+        loss.backward()
+        grad = torch.cat([q.grad.reshape(-1) for q in params])
+        mine = ring_reduce_scatter(grad, check=False) / p
+        flat[start:stop] -= lr * mine  # this rank updates only its chunk (and would keep only its optimiser state)
+        ring_all_gather(flat, check=False)
+        offset = 0
+        with torch.no_grad():
+            for q in params:
+                q.copy_(flat[offset:offset + q.numel()].view_as(q))
+                offset += q.numel()
+        losses.append(loss.item())
+    # In a ring, step s sends chunk (rank - s - 1) (reduce-scatter) or (rank - s) (all-gather).
+    sent = {"reduce_scatter": sum(chunk_sizes[(rank - s - 1) % p] for s in range(p - 1)),
+            "all_gather": sum(chunk_sizes[(rank - s) % p] for s in range(p - 1)), "elements": flat.numel()}
+    return [q.detach().clone() for q in params], losses, sent
+
+
 def chapter_run(sizes: list[int], repeats: int, iters: int, check_n: int, train_steps: int, seed: int = 0) -> dict:
     """Everything the chapter needs from one set of p processes (start-up is the expensive part)."""
     return {
         "check": check_against_backend(check_n, seed),
         "timings": time_allreduce(sizes, repeats=repeats, iters=iters),
         "training": train_data_parallel(train_steps, seed=seed),
+        "bucketed": train_data_parallel_bucketed(train_steps, seed=seed),
+        "sharded": train_sharded(train_steps, seed=seed),
     }
 
 

@@ -230,3 +230,79 @@ def test_bus_bandwidth_follows_the_nccl_tests_convention():
     assert algbw(1e9, 0.5) == 2e9
     assert busbw(1e9, 0.5, 8) == pytest.approx(2e9 * 2 * 7 / 8)
     assert busbw(1e9, 0.5, 1) == 0.0  # one rank moves nothing
+
+
+@pytest.mark.parametrize("nodes, g", [(1, 1), (1, 4), (4, 1), (2, 2), (2, 3), (3, 4)])
+@pytest.mark.parametrize("n", [1, 7, 24])
+def test_hierarchical_allreduce_sums_and_costs_what_the_formula_says(nodes, g, n):
+    from labs.comm import hierarchical_cost, schedule_cost_two_level, simulate_hierarchical
+
+    x = buffers(nodes * g, (n,))
+    results, schedule = simulate_hierarchical(x, nodes)
+    for r in results:
+        torch.testing.assert_close(r, torch.stack(x).sum(0), rtol=1e-12, atol=1e-12)
+    for step in schedule:
+        assert len({m.src for m in step}) == len(step) and len({m.dst for m in step}) == len(step)
+    if n == 24:  # divisible by every g * nodes here: chunks of equal size
+        node_of = [r // g for r in range(nodes * g)]
+        links = dict(alpha_intra=1e-6, beta_intra=1e-11, alpha_inter=5e-6, beta_inter=1e-10)
+        simulated = schedule_cost_two_level(schedule, node_of, bytes_per_element=4, **links)
+        assert simulated == pytest.approx(hierarchical_cost(g, nodes, 4 * n, **links), rel=1e-12)
+        across = [0] * (nodes * g)
+        for step in schedule:
+            for m in step:
+                if node_of[m.src] != node_of[m.dst]:
+                    across[m.src] += m.n_elements
+        assert max(across) == 2 * (nodes - 1) * n // (g * nodes)  # each rank's share of the network traffic
+
+
+def test_hierarchical_rejects_bad_input():
+    from labs.comm import hierarchical_cost, simulate_hierarchical
+
+    with pytest.raises(ValueError, match="simulate_hierarchical: the 6 ranks must split evenly over nodes, got nodes=4"):
+        simulate_hierarchical(buffers(6, (3,)), 4)
+    with pytest.raises(ValueError, match="simulate_hierarchical: nodes must be a positive int, got 0"):
+        simulate_hierarchical(buffers(2, (3,)), 0)
+    with pytest.raises(ValueError, match="hierarchical_cost: beta_inter must be a finite real number >= 0"):
+        hierarchical_cost(2, 2, 10, alpha_intra=0, beta_intra=0, alpha_inter=0, beta_inter=-1)
+
+
+@pytest.mark.parametrize("p", range(1, 33))
+def test_double_binary_tree(p):
+    from labs.comm import double_binary_tree
+
+    trees = double_binary_tree(p)
+    inner = []
+    for parents in trees:
+        assert parents.count(-1) == 1
+        children = [parents.count(r) for r in range(p)]
+        assert max(children) <= 2
+        depth = 0
+        for r in range(p):  # every rank reaches the root, in at most ceil(lg p) hops
+            hops, q = 0, r
+            while parents[q] != -1:
+                q, hops = parents[q], hops + 1
+                assert hops <= p
+            depth = max(depth, hops)
+        assert depth <= max(1, (p - 1).bit_length())
+        inner.append({r for r in range(p) if children[r] > 0})
+    if p % 2 == 0:
+        assert not inner[0] & inner[1]  # no rank forwards data in both trees
+
+
+def test_exposed_communication_matches_the_closed_form_and_its_limits():
+    from labs.comm import exposed_closed_form, exposed_communication
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        u = torch.rand(4, generator=g, dtype=torch.float64).tolist()
+        k = 1 + int(20 * u[0])
+        grad, backward, alpha, beta = 1e8, 0.01 + 0.2 * u[1], 1e-6 * 10 ** (2 * u[2]), 1e-11 * 10 ** (2 * u[3])
+        args = dict(p=8, alpha=alpha, beta=beta)
+        got = exposed_communication(grad, grad / k, backward, **args)
+        assert got == pytest.approx(exposed_closed_form(grad, grad / k, backward, 8, alpha, beta), rel=1e-9, abs=1e-15)
+        one_bucket = exposed_communication(grad, grad, backward, **args)
+        assert one_bucket == pytest.approx(2 * 7 * alpha + 2 * 7 / 8 * grad * beta)  # no overlap at all
+        assert got <= one_bucket * (1 + 1e-12) + 2 * 7 * alpha * k  # buckets never cost more than their start-ups
+    with pytest.raises(ValueError, match="exposed_communication: bucket_bytes must be a finite real number > 0"):
+        exposed_communication(1e6, 0, 0.1, p=2, alpha=1e-6, beta=1e-9)

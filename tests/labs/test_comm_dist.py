@@ -33,6 +33,14 @@ def test_ring_matches_gloo_and_data_parallel_matches_one_process():
         params, losses = result["training"]
         for ours, reference in zip(params, single):
             torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+        for key in ("bucketed", "sharded"):  # DDP-style buckets during backward; ZeRO-style sharded update
+            for ours, reference in zip(result[key][0], single):
+                torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+        stats = result["bucketed"][2]
+        assert (stats["params"], stats["buckets"]) == (4, 2) and len(stats["waiting"]) == 2 * 4
+        assert stats["waiting"][0::2] == [1] * 4  # the first bucket went out with a gradient still to come
+        sent = result["sharded"][2]
+        assert abs(sent["reduce_scatter"] - 2 / 3 * sent["elements"]) <= 1 and abs(sent["all_gather"] - 2 / 3 * sent["elements"]) <= 1
     # The shards' mean losses average to the whole batch's loss at the first step (same parameters).
     assert sum(r["training"][1][0] for r in results) / 3 == pytest.approx(single_losses[0], rel=1e-12)
 
