@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from . import checks
-from .._checks import choice, whole_number
+from .._checks import choice, flag, whole_number
 from .._checks import generator as check_generator
 from .._threads import threads
 from .planning import epsilon_greedy_probs
@@ -28,11 +28,15 @@ CONTROL_METHODS = ("sarsa", "q_learning", "expected_sarsa")
 
 class ControlResult(NamedTuple):
     """``rewards`` and ``lengths`` (runs, episodes): sum of rewards and number of steps of each
-    episode; ``q`` (runs, S, A): the action values at the end."""
+    episode; ``q`` (runs, S, A): the action values at the end. ``trace`` (with ``record=True``):
+    the experience, (steps, runs) tensors ``states``, ``actions``, ``rewards``, ``next_states``,
+    ``next_actions`` (the action chosen in ``next_states``; a fresh start's action after an
+    episode ends) and ``active``."""
 
     rewards: torch.Tensor
     lengths: torch.Tensor
     q: torch.Tensor
+    trace: dict | None = None
 
 
 def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
@@ -49,14 +53,15 @@ def epsilon_greedy(q: torch.Tensor, epsilon: float, generator: torch.Generator) 
 
 @threads(1)
 def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, generator: torch.Generator, gamma=1.0,
-               max_steps: int = 1_000_000, fn: str = "td_control") -> ControlResult:
+               max_steps: int = 1_000_000, fn: str = "td_control", record: bool = False) -> ControlResult:
     """Learn ``Q`` with ``method`` (one of ``CONTROL_METHODS``) for ``episodes`` episodes in each of
     ``runs`` runs, drawing every random number from ``generator``.
 
     ``alpha``, ``epsilon`` and ``gamma`` are numbers, or tensors with one value per run (so a
-    sweep over hyper-parameters is one call)."""
+    sweep over hyper-parameters is one call). ``record=True`` keeps the experience in ``trace``."""
     mdp = checks.mdp(fn, mdp)
     choice(fn, "method", method, CONTROL_METHODS)
+    record = flag(fn, "record", record)
     episodes, runs = whole_number(fn, "episodes", episodes), whole_number(fn, "runs", runs)
     alpha = checks.per_run(fn, "alpha (the step size)", alpha, runs, low=0.0, low_open=True)
     gamma = checks.per_run(fn, "gamma (the discount)", gamma, runs, low=0.0, high=1.0)
@@ -74,10 +79,12 @@ def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, generator: t
     finished = torch.zeros(runs, dtype=torch.long, device=dev)
     state = mdp.reset(runs, generator)
     action = epsilon_greedy(q[ar, state], epsilon, generator)
+    trace = [] if record else None
     for step in range(max_steps):
         active = finished < episodes
         if step % 64 == 0 and not bool(active.any()):
             break
+        trace_state = state
         next_state, reward = mdp.step(state, action, generator)
         slot = torch.where(active, finished, torch.full_like(finished, episodes))
         rewards[ar, slot] += reward
@@ -96,10 +103,16 @@ def td_control(mdp, method: str, *, alpha, epsilon, episodes, runs, generator: t
         finished += ends & active
         state = torch.where(ends, mdp.reset(runs, generator), next_state)
         fresh = epsilon_greedy(q[ar, state], epsilon, generator)
+        previous_state, previous_action = trace_state, action
         action = torch.where(ends, fresh, next_action) if method == "sarsa" else fresh
+        if record:
+            trace.append((previous_state, previous_action, reward, next_state, action, active))
     else:
         raise RuntimeError(f"{fn}: {max_steps} steps were not enough for {episodes} episodes in every run")
-    return ControlResult(rewards[:, :episodes], lengths[:, :episodes], q)
+    if record:
+        names = ("states", "actions", "rewards", "next_states", "next_actions", "active")
+        trace = {name: torch.stack(column) for name, column in zip(names, zip(*trace))}
+    return ControlResult(rewards[:, :episodes], lengths[:, :episodes], q, trace)
 
 
 def _column(x):

@@ -69,6 +69,21 @@ def sample_transitions(mdp, policy, *, episodes: int, runs: int, generator: torc
     return Transitions(*(torch.stack(column) for column in zip(*steps)))
 
 
+def concat_runs(streams) -> Transitions:
+    """Streams sampled separately (one per seed, say) side by side as one stream: runs are
+    concatenated, and a shorter stream is padded at its end with inactive steps."""
+    streams = list(streams)
+    if not streams or not all(isinstance(x, Transitions) for x in streams):
+        raise TypeError(f"concat_runs: streams must be a non-empty list of Transitions, got {[type(x).__name__ for x in streams]}")
+    T = max(x.states.shape[0] for x in streams)
+
+    def pad(column):
+        extra = T - column.shape[0]
+        return torch.cat([column, torch.zeros(extra, *column.shape[1:], dtype=column.dtype, device=column.device)]) if extra else column
+
+    return Transitions(*(torch.cat([pad(column) for column in columns], 1) for columns in zip(*streams)))
+
+
 @threads(1)
 def returns(stream: Transitions, gamma: float) -> torch.Tensor:
     """The return ``G_t = R_{t+1} + gamma G_{t+1}`` of every step, restarting at episode ends."""

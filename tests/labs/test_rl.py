@@ -376,3 +376,82 @@ def test_visit_count_schedule_is_one_over_n_per_state():
         for s in range(1, 6):
             seen = (stream.states[:, r] == s) & stream.active[:, r]
             torch.testing.assert_close(w[r, -1, s - 1], G[seen, r].mean())
+
+
+# --- every vectorised learner against a plain per-run loop on the same experience -----------------
+
+def _plain_control(trace, run, method, alpha, epsilon, gamma, S, A, terminal):
+    """The textbook loop for one run, replaying that run's recorded experience; it also checks that
+    each recorded action was epsilon-greedy-possible (with epsilon = 0: a best action) under its own Q."""
+    Q = [[0.0] * A for _ in range(S)]
+    for t in range(trace["states"].shape[0]):
+        if not trace["active"][t, run]:
+            break
+        s, a = int(trace["states"][t, run]), int(trace["actions"][t, run])
+        r, s2, a2 = float(trace["rewards"][t, run]), int(trace["next_states"][t, run]), int(trace["next_actions"][t, run])
+        if epsilon == 0.0 and (method != "sarsa" or t == 0):
+            assert Q[s][a] == max(Q[s]), f"step {t}: action {a} is not greedy in state {s}"
+        if epsilon == 0.0 and method == "sarsa" and not terminal[s2]:  # Sarsa picks A' before updating Q(S, A)
+            assert Q[s2][a2] == max(Q[s2]), f"step {t}: next action {a2} is not greedy in state {s2}"
+        if terminal[s2]:
+            estimate = 0.0
+        elif method == "sarsa":
+            estimate = Q[s2][a2]
+        elif method == "q_learning":
+            estimate = max(Q[s2])
+        else:
+            best = [b for b in range(A) if Q[s2][b] == max(Q[s2])]
+            estimate = sum((epsilon / A + (1 - epsilon) * (b in best) / len(best)) * Q[s2][b] for b in range(A))
+        Q[s][a] += alpha * (r + gamma * estimate - Q[s][a])
+        more = t + 1 < trace["states"].shape[0] and bool(trace["active"][t + 1, run])
+        if epsilon == 0.0 and method == "sarsa" and terminal[s2] and more:  # a fresh episode's first action
+            start = int(trace["states"][t + 1, run])
+            assert Q[start][a2] == max(Q[start]), f"step {t + 1}: first action {a2} is not greedy in state {start}"
+    return torch.tensor(Q, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.2])
+@pytest.mark.parametrize("method", ["sarsa", "q_learning", "expected_sarsa"])
+def test_td_control_matches_a_per_run_python_loop(method, epsilon):
+    mdp = rl.windy_gridworld() if epsilon == 0.0 else rl.cliff_walking()
+    runs, alpha, gamma = 3, 0.5, 0.95
+    result = rl.td_control(mdp, method, alpha=alpha, epsilon=epsilon, gamma=gamma, episodes=4, runs=runs,
+                           generator=gen(7), record=True)
+    for run in range(runs):
+        q = _plain_control(result.trace, run, method, alpha, epsilon, gamma, mdp.n_states, mdp.n_actions, mdp.terminal.tolist())
+        torch.testing.assert_close(result.q[run], q)
+        steps = int(result.trace["active"][:, run].sum())
+        assert steps == int(result.lengths[run].sum())
+        torch.testing.assert_close(result.trace["rewards"][:steps, run].sum(), result.rewards[run].sum())
+
+
+def test_sarsa_takes_the_action_it_bootstrapped_from():
+    mdp = rl.cliff_walking()
+    trace = rl.td_control(mdp, "sarsa", alpha=0.5, epsilon=0.1, episodes=3, runs=2, generator=gen(2), record=True).trace
+    going = trace["active"][1:] & ~mdp.terminal[trace["next_states"][:-1]]
+    assert (trace["actions"][1:][going] == trace["next_actions"][:-1][going]).all()
+    assert (trace["states"][1:][going] == trace["next_states"][:-1][going]).all()
+
+
+def test_constant_alpha_mc_matches_a_per_run_python_loop():
+    mdp = rl.random_walk()
+    policy = rl.uniform_policy(mdp)
+    stream = rl.sample_transitions(mdp, policy, episodes=6, runs=3, generator=gen(4))
+    V = rl.prediction.linear_prediction(stream, features.tabular(5), alpha=0.1, gamma=0.9, method="mc", episodes=6,
+                                        init=torch.tensor(0.5, dtype=torch.float64))
+    for run in range(3):
+        values, episode, snapshots = [0.0] + [0.5] * 5 + [0.0], [], []
+        for t in range(stream.states.shape[0]):
+            if not stream.active[t, run]:
+                break
+            episode.append((int(stream.states[t, run]), float(stream.rewards[t, run])))
+            if stream.ends[t, run]:  # the textbook: returns backwards, then the updates in time order
+                G, targets = 0.0, []
+                for s, r in reversed(episode):
+                    G = r + 0.9 * G
+                    targets.append((s, G))
+                for s, G in reversed(targets):
+                    values[s] += 0.1 * (G - values[s])
+                snapshots.append(values[1:-1])
+                episode = []
+        torch.testing.assert_close(V[run, 1:], torch.tensor(snapshots, dtype=torch.float64))
