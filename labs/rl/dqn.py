@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checks
-from .._checks import positive, whole_number
+from .._checks import flag, positive, whole_number
 from .._seed import global_rng_from
 from .._threads import threads
 from .mdp import sample_actions
@@ -69,11 +69,14 @@ class ReplayBuffer:
 
 @threads(1)
 def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 128, hidden: int = 64,
-        lr: float = 3e-3, target_every: int = 100, capacity: int = 20_000, seed: int) -> DQNResult:
+        lr: float = 3e-3, target_every: int = 100, capacity: int = 20_000, replay: bool = True, seed: int) -> DQNResult:
     """Train a Q-network on a grid world from a uniformly random behaviour policy run in ``envs``
     parallel copies (off-policy, so it learns the optimal ``q``). One environment step of all
     copies and one gradient step per iteration. ``seed`` draws the network's initial weights,
-    the behaviour and the replay samples; torch's global RNG is left as it was."""
+    the behaviour and the replay samples; torch's global RNG is left as it was.
+
+    Ablations: ``target_every=1`` bootstraps from the network being trained (no target
+    network); ``replay=False`` learns from the ``envs`` transitions of the latest step only."""
     fn = "dqn"
     mdp = checks.mdp(fn, mdp)
     gamma = checks.gamma(fn, gamma)
@@ -84,6 +87,7 @@ def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 12
         for name, v in [("steps", steps), ("envs", envs), ("batch", batch), ("hidden", hidden), ("target_every", target_every)]
     )
     positive(fn, "lr", lr)
+    replay = flag(fn, "replay", replay)
     seed = whole_number(fn, "seed", seed, minimum=0)
     torch_generator = torch.Generator().manual_seed(seed)
     inputs = cell_inputs(mdp)
@@ -100,9 +104,10 @@ def dqn(mdp, *, gamma: float, steps: int = 3000, envs: int = 16, batch: int = 12
     for step in range(steps):
         action = sample_actions(behaviour, state, torch_generator)
         next_state, reward = cpu_mdp.step(state, action, torch_generator)
+        state_before = state
         buffer.add(state, action, reward.float(), next_state)
         state = next_state
-        s, a, r, s2 = buffer.sample(batch, torch_generator)
+        s, a, r, s2 = buffer.sample(batch, torch_generator) if replay else (state_before, action, reward.float(), next_state)
         with torch.no_grad():
             target = r + gamma * target_net(inputs[s2]).amax(-1)
         prediction = net(inputs[s]).gather(-1, a[:, None]).squeeze(-1)

@@ -455,3 +455,14 @@ def test_constant_alpha_mc_matches_a_per_run_python_loop():
                 snapshots.append(values[1:-1])
                 episode = []
         torch.testing.assert_close(V[run, 1:], torch.tensor(snapshots, dtype=torch.float64))
+
+
+def test_dqn_ablations_run_and_reject_bad_flags():
+    grid = rl.grid_world()
+    for kwargs in (dict(replay=False), dict(target_every=1)):
+        result = rl.dqn(grid, gamma=0.9, steps=5, envs=4, batch=8, hidden=8, seed=0, **kwargs)
+        assert result.q.shape == (25, 5) and torch.isfinite(result.losses).all()
+    with pytest.raises((TypeError, ValueError), match="dqn: replay"):
+        rl.dqn(grid, gamma=0.9, steps=5, seed=0, replay="no")
+    with pytest.raises((TypeError, ValueError), match="td_control: record"):
+        rl.td_control(rl.cliff_walking(), "sarsa", alpha=0.5, epsilon=0.1, episodes=1, runs=1, generator=gen(), record=1.5)
