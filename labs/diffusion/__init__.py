@@ -2,9 +2,10 @@
 scores, reverse-time samplers, probability-flow likelihoods and denoising score matching."""
 
 from .mixture import GaussianMixture, gaussian_mixture_score
-from .samplers import Samples, divergence, euler_maruyama, log_likelihood, predictor_corrector, probability_flow_sample
+from .samplers import Samples, ddim_sample, divergence, euler_maruyama, log_likelihood, predictor_corrector, probability_flow_sample
 from .metrics import (
     DigitClassifier,
+    DigitClassifierFit,
     classifier_scores,
     convergence_order,
     frechet_distance,
@@ -29,11 +30,11 @@ from .training import (
 __all__ = [
     "SDE", "ReverseSDE", "VPSDE", "SubVPSDE", "VESDE",
     "GaussianMixture", "gaussian_mixture_score",
-    "Samples", "euler_maruyama", "predictor_corrector", "probability_flow_sample", "log_likelihood", "divergence",
+    "Samples", "ddim_sample", "euler_maruyama", "predictor_corrector", "probability_flow_sample", "log_likelihood", "divergence",
     "dormand_prince", "fixed_step",
     "ScoreMLP", "dsm_loss", "train_score_model", "sliced_wasserstein",
     "TOY_DATA", "two_moons", "swiss_roll", "checkerboard", "digits",
     "StackedScoreMLP", "train_score_models", "stacked_batch",
-    "gaussian_fit", "DigitClassifier", "train_digit_classifier", "classifier_scores", "frechet_distance",
+    "gaussian_fit", "DigitClassifier", "DigitClassifierFit", "train_digit_classifier", "classifier_scores", "frechet_distance",
     "convergence_order",
 ]

@@ -8,6 +8,7 @@ trained on scikit-learn's bundled digits.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -55,12 +56,23 @@ class DigitClassifier(nn.Module):
         return self.out(self.features(x))
 
 
+class DigitClassifierFit(NamedTuple):
+    """What ``train_digit_classifier`` returns: the classifier, its two splits of the digits, its accuracy."""
+
+    classifier: DigitClassifier
+    train_images: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    accuracy: float
+
+
 def train_digit_classifier(*, seed: int = 0, hidden: int = 64, steps: int = 300, test_fraction: float = 0.3):
     """Train ``DigitClassifier`` on scikit-learn's digits (full-batch Adam, weight decay).
 
     The images are split by ``seed`` into a training part and a held-out part of
-    ``test_fraction``. Returns (classifier in eval mode, held-out images (m, 64) in [-1, 1],
-    their labels, held-out accuracy). Torch's global RNG is not used.
+    ``test_fraction``. Returns a ``DigitClassifierFit``: the classifier (eval mode), the training
+    and held-out images (in [-1, 1], (n, 64)), the held-out labels and accuracy. A generative model
+    judged by this classifier should train on ``train_images`` only. Torch's global RNG is not used.
     """
     from sklearn.datasets import load_digits
 
@@ -87,7 +99,7 @@ def train_digit_classifier(*, seed: int = 0, hidden: int = 64, steps: int = 300,
     model.eval()
     with torch.no_grad():
         accuracy = (model(images[test]).argmax(1) == labels[test]).float().mean().item()
-    return model, images[test], labels[test], accuracy
+    return DigitClassifierFit(model, images[train], images[test], labels[test], accuracy)
 
 
 def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

@@ -129,6 +129,39 @@ def predictor_corrector(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, snr
     return Samples(x, n_steps * (1 + n_corrector), torch.stack(path) if return_trajectory else None)
 
 
+@torch.no_grad()
+def ddim_sample(sde: SDE, score_fn: ScoreFn, shape, n_steps: int, *, eta: float = 0.0, eps: float = 1e-3,
+                generator: torch.Generator | None = None, device=None, dtype: torch.dtype = torch.float32) -> Samples:
+    """DDIM's generalised sampler (Song, Meng & Ermon 2021) for the VP SDE, n_steps uniform steps from 1 to eps.
+
+    With abar(t) = m(t)^2 (so 1 - abar = s(t)^2), the score gives the noise estimate
+    e = -s(t) score and the clean estimate x0 = (x - s(t) e) / m(t); a step to time u < t is
+
+    x <- m(u) x0 + sqrt(s(u)^2 - sigma^2) e + sigma z,
+    sigma = eta sqrt((1 - abar(u)) / (1 - abar(t))) sqrt(1 - abar(t) / abar(u)).
+
+    ``eta = 0`` is DDIM (deterministic: a first-order solver of the probability-flow ODE that
+    is exact for its linear part); ``eta = 1`` is DDPM's ancestral sampler on the same grid.
+    """
+    _check_common("ddim_sample", sde, score_fn, n_steps, eps)
+    if type(sde).__name__ != "VPSDE":
+        raise TypeError(f"ddim_sample: sde must be a VPSDE (DDIM's abar(t) = m(t)^2 needs 1 - abar = s(t)^2), "
+                        f"got {type(sde).__name__}")
+    real_number("ddim_sample", "eta", eta, low=0.0, high=1.0)
+    x, device = _start(sde, shape, generator, device, dtype, "ddim_sample")
+    times = torch.linspace(1.0, eps, n_steps + 1, dtype=torch.float64)
+    m_all, s_all = sde._mean_std(times)
+    for i in range(n_steps):
+        m_t, s_t, m_u, s_u = (v.item() for v in (m_all[i], s_all[i], m_all[i + 1], s_all[i + 1]))
+        noise_hat = -s_t * score_fn(x, _batch_t(times[i].item(), x))
+        x0_hat = (x - s_t * noise_hat) / m_t
+        sigma = eta * (s_u / s_t) * math.sqrt(max(1.0 - (m_t / m_u) ** 2, 0.0))
+        x = m_u * x0_hat + math.sqrt(max(s_u**2 - sigma**2, 0.0)) * noise_hat
+        if sigma > 0 and i < n_steps - 1:
+            x = x + sigma * _noise(x, generator)
+    return Samples(x, n_steps, None)
+
+
 ODE_SOLVERS = ("euler", "heun", "rk45")
 
 

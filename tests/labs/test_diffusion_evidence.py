@@ -14,10 +14,12 @@ from labs.diffusion import (
     StackedScoreMLP,
     classifier_scores,
     convergence_order,
+    ddim_sample,
     euler_maruyama,
     frechet_distance,
     gaussian_fit,
     gaussian_mixture_score,
+    probability_flow_sample,
     stacked_batch,
     train_digit_classifier,
     train_score_models,
@@ -84,7 +86,8 @@ def classifier():
 
 
 def test_digit_classifier_is_accurate_and_scores_real_digits_as_real(classifier):
-    model, test_x, test_y, accuracy = classifier
+    model, train_x, test_x, test_y, accuracy = classifier
+    assert train_x.shape[0] + test_x.shape[0] == 1797
     assert accuracy > 0.93
     half = test_x.shape[0] // 2
     real = classifier_scores(model, test_x[:half], test_x[half:])
@@ -156,3 +159,33 @@ def test_bad_input_raises_clear_errors(classifier):
         euler_maruyama(VP, lambda x, t: -x, (4, 2), 3, brownian=torch.zeros(2, 4, 2))
     with pytest.raises(ValueError, match="euler_maruyama: x_start must have shape"):
         euler_maruyama(VP, lambda x, t: -x, (4, 2), 3, x_start=torch.zeros(3, 2))
+
+
+def test_ddim_with_many_steps_follows_the_probability_flow_ode():
+    """DDIM (eta = 0) is a first-order solver of the probability-flow ODE: with many steps it lands where RK45 does."""
+    score = gaussian_mixture_score(VP, [[-1.5, 0.0], [1.5, 0.5]], [0.4, 0.3], [0.4, 0.6])
+    ode = probability_flow_sample(VP, score, (200, 2), rtol=1e-8, atol=1e-8, generator=torch.Generator().manual_seed(0),
+                                  dtype=torch.float64).x
+    steps = [50, 100, 200, 400]
+    errors = [(ddim_sample(VP, score, (200, 2), n, generator=torch.Generator().manual_seed(0), dtype=torch.float64).x - ode)
+              .norm(dim=1).mean().item() for n in steps]
+    assert errors[-1] < 5e-3
+    assert convergence_order(steps, errors) == pytest.approx(1.0, abs=0.25)
+
+
+def test_ddpm_ancestral_sampling_with_the_exact_score_reproduces_the_mixture():
+    score = gaussian_mixture_score(VP, [[-1.5, 0.0], [1.5, 0.5]], [0.4, 0.3], [0.4, 0.6])
+    x = ddim_sample(VP, score, (4000, 2), 200, eta=1.0, generator=torch.Generator().manual_seed(0), dtype=torch.float64).x
+    right = x[:, 0] > 0
+    assert right.double().mean().item() == pytest.approx(0.6, abs=0.04)
+    assert x[right].mean(0).tolist() == pytest.approx([1.5, 0.5], abs=0.05)
+    assert x[right, 0].std().item() == pytest.approx(0.3, abs=0.04)
+
+
+def test_ddim_refuses_other_sdes_and_bad_eta():
+    from labs.diffusion import VESDE
+
+    with pytest.raises(TypeError, match="ddim_sample: sde must be a VPSDE"):
+        ddim_sample(VESDE(), lambda x, t: -x, (4, 2), 3)
+    with pytest.raises(ValueError, match="ddim_sample: eta must be"):
+        ddim_sample(VP, lambda x, t: -x, (4, 2), 3, eta=1.5)
