@@ -37,6 +37,12 @@ def _same_device_and_dtype(fn: str, named: dict) -> None:
         raise ValueError(f"{fn}: {', '.join(named)} must be on one device, got {devices}")
 
 
+def _tensors(fn: str, **named) -> None:
+    """Each argument ``name=(value, ndim)`` is a floating tensor of that rank."""
+    for name, (value, ndim) in named.items():
+        float_tensor(fn, name, value, ndim=ndim)
+
+
 def _no_growth(fn: str, name: str, log_decay: torch.Tensor) -> None:
     """A decay multiplies the state by at most 1 per step: its log must be <= 0 (and not NaN)."""
     bad = ~(log_decay <= 0)
@@ -124,11 +130,7 @@ def selective_scan(u, delta, A, B, C, D=None, *, delta_softplus: bool = False):
     one head per channel: q = C, k = B, v = delta u, per-channel log-decay delta A.
     """
     fn = "selective_scan"
-    float_tensor(fn, "u", u, ndim=3)
-    float_tensor(fn, "delta", delta, ndim=3)
-    float_tensor(fn, "A", A, ndim=2)
-    float_tensor(fn, "B", B, ndim=3)
-    float_tensor(fn, "C", C, ndim=3)
+    _tensors(fn, u=(u, 3), delta=(delta, 3), A=(A, 2), B=(B, 3), C=(C, 3))
     flag(fn, "delta_softplus", delta_softplus)
     batch, d_in, length = u.shape
     if delta.shape != u.shape:
@@ -170,11 +172,7 @@ def ssd(x, dt, A, B, C, *, chunk_size: int = 64):
     y_t = sum_{s <= t} (C_t . B_s) exp(A sum_{r=s+1..t} dt_r) dt_s x_s. Returns y (batch, T, H, P).
     """
     fn = "ssd"
-    float_tensor(fn, "x", x, ndim=4)
-    float_tensor(fn, "dt", dt, ndim=3)
-    float_tensor(fn, "A", A, ndim=1)
-    float_tensor(fn, "B", B, ndim=4)
-    float_tensor(fn, "C", C, ndim=4)
+    _tensors(fn, x=(x, 4), dt=(dt, 3), A=(A, 1), B=(B, 4), C=(C, 4))
     chunk_size = whole_number(fn, "chunk_size", chunk_size)
     batch, length, heads, _ = x.shape
     if tuple(dt.shape) != (batch, length, heads):
