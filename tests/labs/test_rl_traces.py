@@ -117,3 +117,52 @@ def test_traces_reject_bad_input():
         traces.td_lambda(stream, phi, lam=1.5, alpha=[0.1], episodes=2)
     with pytest.raises(ValueError, match="lambda_returns: rewards and values"):
         traces.lambda_returns(torch.zeros(3), torch.zeros(4), gamma=0.9, lam=0.5)
+
+
+# --- off-policy: Baird's counterexample, semi-gradient TD and TDC -------------------------------------
+
+def test_baird_is_sutton_and_bartos_example_11_1():
+    mdp, phi, b, pi = rl.offpolicy.baird()
+    assert phi.shape == (7, 8) and torch.linalg.matrix_rank(phi) == 7
+    torch.testing.assert_close(rl.on_policy_distribution(mdp, b), torch.full((7,), 1 / 7, dtype=torch.float64))
+    assert (mdp.P[:, 1, 6] == 1).all() and (mdp.R == 0).all()
+
+
+@pytest.mark.parametrize("method", ["td", "tdc"])
+def test_off_policy_td_matches_a_per_run_loop(method):
+    mdp, phi, b, pi = rl.offpolicy.baird()
+    init = torch.tensor([1, 1, 1, 1, 1, 1, 10, 1], dtype=torch.float64)
+    # Replay the same draws: the sampler consumes the generator the same way in both.
+    got = rl.offpolicy.off_policy_td(mdp, b, pi, phi, method=method, alpha=0.01, beta=0.05, steps=30, runs=2, gamma=0.99,
+                                     init=init, generator=gen(4))
+    generator = gen(4)
+    state = mdp.reset(2, generator)
+    w, v = init.expand(2, 8).clone(), torch.zeros(2, 8, dtype=torch.float64)
+    for t in range(30):
+        action = rl.sample_actions(b, state, generator)
+        next_state, _ = mdp.step(state, action, generator)
+        for r in range(2):
+            s, a, s2 = int(state[r]), int(action[r]), int(next_state[r])
+            rho = float(pi[s, a] / b[s, a])
+            delta = 0.99 * float(phi[s2] @ w[r]) - float(phi[s] @ w[r])
+            if method == "td":
+                w[r] = w[r] + 0.01 * rho * delta * phi[s]
+            else:
+                correction = float(phi[s] @ v[r])
+                w[r] = w[r] + 0.01 * rho * (delta * phi[s] - 0.99 * phi[s2] * correction)
+                v[r] = v[r] + 0.05 * (rho * delta - correction) * phi[s]
+        state = next_state
+        torch.testing.assert_close(got[t + 1], w)
+
+
+def test_off_policy_td_rejects_bad_input():
+    mdp, phi, b, pi = rl.offpolicy.baird()
+    kwargs = dict(alpha=0.01, steps=3, runs=2, gamma=0.99, init=0.0, generator=gen())
+    with pytest.raises(ValueError, match="off_policy_td: TDC needs a step size beta"):
+        rl.offpolicy.off_policy_td(mdp, b, pi, phi, method="tdc", **kwargs)
+    with pytest.raises(ValueError, match="off_policy_td: method must be one of"):
+        rl.offpolicy.off_policy_td(mdp, b, pi, phi, method="gtd9", **kwargs)
+    with pytest.raises(ValueError, match="off_policy_td: the behaviour policy must try"):
+        rl.offpolicy.off_policy_td(mdp, pi, b, phi, method="td", **kwargs)
+    with pytest.raises(ValueError, match="off_policy_td: features must be"):
+        rl.offpolicy.off_policy_td(mdp, b, pi, phi[:3], method="td", **kwargs)
