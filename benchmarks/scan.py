@@ -9,6 +9,16 @@ A scan reads a and b and writes h once (forward), then reads a, g and h and
 writes da and db (backward): GB/s counts those tensors, and "of copy" compares
 it with a device-to-device copy (``y.copy_(x)``) timed in the same run.
 
+Accuracy is measured next to the timing, since a fast scan that is wrong is
+no anchor: every forward record's ``params`` hold the largest absolute error
+of ours and of the anchor against the same scan in float64 (on a CPU the
+float64 loop; on CUDA the float64 Triton scan, which the tests hold against
+the loop). The float32 log-space cumsum loses accuracy as ``L`` grows: its
+running ``log P_t`` reaches ``L * E[log a]`` in magnitude, and float32 keeps
+that to a relative ``6e-8``, so its absolute error, and the relative error it
+puts into ``h_t``, grow in proportion to ``L`` (about 1e-2 at ``L = 65536`` on
+values of order one). The scan itself has no such growth.
+
 Run: ``python benchmarks/scan.py`` (``make bench`` runs every script). It
 prints a table and appends one record per case to ``benchmarks/results/scan.jsonl``
 (the schema: ``labs.bench.RECORD_KEYS``).
@@ -50,6 +60,15 @@ def cases(run):
         if outside is not None and (L & (L - 1)) == 0:
             anchors["accelerated_scan.triton.scan"] = lambda x, y: outside(x[None], y[None])[0]
         ag, bg = a.clone().requires_grad_(), b.clone().requires_grad_()
+        exact = linear_scan(a.double(), b.double())  # the float64 scan: the reference for every fp32 path
+
+        def max_error(fn):
+            return (fn(a, b).double() - exact).abs().max().item()
+
+        ours_error = max_error(linear_scan)
+        errors = {anchor: max_error(fn) for anchor, fn in anchors.items()}
+        print(f"  accuracy {rows}x{L} float32 against float64, max |error|: linear_scan {ours_error:.2e}; "
+              + "; ".join(f"{anchor} {e:.2e}" for anchor, e in errors.items()), flush=True)
 
         def passes(fn):  # pass -> (call, tensors moved)
             return {"forward": (lambda: fn(a, b), 3),
@@ -63,9 +82,11 @@ def cases(run):
         for name, (call, tensors_moved) in ours.items():
             ours_ms = timed(linear_scan, call)
             for anchor, fn in anchors.items():
+                accuracy = {"max_abs_error": ours_error, "anchor_max_abs_error": errors[anchor],
+                            "error_reference": "float64 linear_scan"} if name == "forward" else {}
                 run.record("linear_scan", shape=[rows, L], dtype=torch.float32, pass_=name, median_ms=ours_ms,
                            anchor=anchor, anchor_median_ms=timed(fn, passes(fn)[name][0]),
-                           gbytes=tensors_moved * nbytes / 1e9, copy_gbps=copy_gbps)
+                           gbytes=tensors_moved * nbytes / 1e9, copy_gbps=copy_gbps, params=accuracy)
 
 
 def main(argv=None) -> list[dict]:

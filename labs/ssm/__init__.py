@@ -14,10 +14,12 @@ from .. import _backend
 from .._checks import choice, float_tensor, positive, whole_number
 from . import memory as _memory
 from . import reference as _ref
-from .memory import DISCRETIZATIONS, MEASURES, legs_lti_basis
+from .memory import DISCRETIZATIONS, LEGS_STARTS, LEGS_STEPS, MEASURES, legs_lti_basis
 
 __all__ = [
     "DISCRETIZATIONS",
+    "LEGS_STARTS",
+    "LEGS_STEPS",
     "MEASURES",
     "discretize",
     "fft_conv",
@@ -39,21 +41,30 @@ def _step(fn: str, dt):
     return dt
 
 
-def _system(fn: str, A, B, C=None) -> None:
-    """Dense: A (N, N), B (N,), C (N,). Diagonal: A, B (and C) of one shape (..., N), real or complex."""
+def _system(fn: str, A, B, C=None):
+    """Check a system and return ``(B, C)`` in the shapes the reference code uses.
+
+    Dense: A (N, N); B (N,) or the column (N, 1); C (N,) or the row (1, N)
+    (the single-input single-output convention of scipy.signal), returned as
+    vectors. Diagonal: A, B (and C) of one shape (..., N), real or complex.
+    """
     for name, value in (("A", A), ("B", B)) + ((("C", C),) if C is not None else ()):
         if not (isinstance(value, torch.Tensor) and value.is_complex()):
             float_tensor(fn, name, value)
     if A.shape == B.shape and A.ndim >= 1:
         ok = C is None or C.shape == A.shape
     else:
-        ok = A.ndim == 2 and A.shape[0] == A.shape[1] and B.shape == A.shape[:1] and (C is None or C.shape == B.shape)
+        N = A.shape[0] if A.ndim == 2 else -1
+        ok = A.ndim == 2 and A.shape[0] == A.shape[1] and B.shape in ((N,), (N, 1)) and (C is None or C.shape in ((N,), (1, N)))
+        if ok:
+            B, C = B.reshape(N), (None if C is None else C.reshape(N))
     if not ok:
         got = f"A {tuple(A.shape)}, B {tuple(B.shape)}" + ("" if C is None else f", C {tuple(C.shape)}")
         raise ValueError(
-            f"{fn}: expected a dense system A (N, N), B (N,), C (N,) or a diagonal one with A, B, C "
-            f"all of shape (..., N); got {got}"
+            f"{fn}: expected a dense system A (N, N), B (N,) or (N, 1), C (N,) or (1, N), or a diagonal one with "
+            f"A, B, C all of shape (..., N); got {got}"
         )
+    return B, C
 
 
 def hippo(measure: str, N: int, *, theta: float = 1.0, dtype: torch.dtype = torch.float64):
@@ -78,18 +89,24 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "bilinear"):
     ``A`` shaped like ``B`` is a diagonal, and ``dt`` may then be a tensor of
     per-channel steps of shape ``A.shape[:-1]``.
     """
-    _system("discretize", A, B)
+    B, _ = _system("discretize", A, B)
     dt = _step("discretize", dt)
     choice("discretize", "method", method, DISCRETIZATIONS)
     return _ref._discrete(A, B, dt, method)
 
 
 def hippo_project(signal: torch.Tensor, measure: str, N: int, *, dt: float, theta: float = 1.0,
-                  method: str = "bilinear") -> torch.Tensor:
-    """Run the HiPPO memory over ``signal[..., k] = f(k dt)``: coefficients of shape ``(..., L, N)``.
+                  method: str = "bilinear", legs_step: str = "reciprocal", legs_start: str = "empty") -> torch.Tensor:
+    """Run the HiPPO memory over ``signal[..., k]``, the input of the step from ``k dt`` to ``(k + 1) dt``.
 
-    Row ``k`` holds the coefficients of the history up to ``t = (k + 1) dt``.
-    LegS takes steps of ``1/k`` whatever ``dt`` is (it has no timescale).
+    Returns coefficients of shape ``(..., L, N)``; row ``k`` holds those of the
+    history up to ``t = (k + 1) dt``. The recurrence holds each sample over its
+    step: sampling the step's end, ``signal[..., k] = f((k + 1) dt)``, is first
+    order in ``dt``; sampling its middle, ``f((k + 1/2) dt)``, second order.
+    LegS takes steps of ``1/k`` (``legs_step="reciprocal"``) or ``log(k/(k-1))``
+    (``"log"``, exact in ``log t``) whatever ``dt`` is, and starts from an empty
+    memory (``legs_start="empty"``) or from the memory of a constant equal to
+    the first sample (``"constant"``).
     """
     fn = "hippo_project"
     float_tensor(fn, "signal", signal, min_ndim=1)
@@ -99,7 +116,13 @@ def hippo_project(signal: torch.Tensor, measure: str, N: int, *, dt: float, thet
     whole_number(fn, "N", N)
     dt, theta = positive(fn, "dt", dt), positive(fn, "theta", theta)
     choice(fn, "method", method, DISCRETIZATIONS)
-    return _memory.project(signal.double(), measure, N, dt, theta=theta, method=method).to(signal.dtype)
+    choice(fn, "legs_step", legs_step, LEGS_STEPS)
+    choice(fn, "legs_start", legs_start, LEGS_STARTS)
+    if measure != "legs" and (legs_step, legs_start) != ("reciprocal", "empty"):
+        raise ValueError(f"{fn}: legs_step and legs_start apply to measure 'legs' only, got measure {measure!r} "
+                         f"with legs_step={legs_step!r}, legs_start={legs_start!r}")
+    return _memory.project(signal.double(), measure, N, dt, theta=theta, method=method, legs_step=legs_step,
+                           legs_start=legs_start).to(signal.dtype)
 
 
 def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Tensor, *, t: float,
@@ -119,8 +142,13 @@ def hippo_reconstruct(coefficients: torch.Tensor, measure: str, times: torch.Ten
 
 
 def ssm_kernel(A, B, C, dt, L: int, *, method: str = "bilinear") -> torch.Tensor:
-    """The convolution kernel ``K_k = C Ad^k Bd``, ``k = 0 .. L-1``, of the discretised SSM: ``(..., L)``."""
-    _system("ssm_kernel", A, B, C)
+    """The convolution kernel ``K_k = C Ad^k Bd``, ``k = 0 .. L-1``, of the discretised SSM: ``(..., L)``.
+
+    Dense: ``A`` (N, N), ``B`` (N,) or (N, 1), ``C`` (N,) or (1, N); the kernel is (L,).
+    Diagonal (S4D): ``A``, ``B``, ``C`` of one shape (..., N), ``dt`` a number or
+    per-channel steps of shape (...,); the kernel is (..., L).
+    """
+    B, C = _system("ssm_kernel", A, B, C)
     dt = _step("ssm_kernel", dt)
     whole_number("ssm_kernel", "L", L)
     choice("ssm_kernel", "method", method, DISCRETIZATIONS)
@@ -133,7 +161,7 @@ def ssm_recurrence(A, B, C, dt, u: torch.Tensor, *, method: str = "bilinear") ->
     A real diagonal system runs on ``linear_scan`` (one scan per state
     channel); dense and complex systems step through a torch loop.
     """
-    _system("ssm_recurrence", A, B, C)
+    B, C = _system("ssm_recurrence", A, B, C)
     float_tensor("ssm_recurrence", "u", u)
     dt = _step("ssm_recurrence", dt)
     choice("ssm_recurrence", "method", method, DISCRETIZATIONS)

@@ -9,6 +9,8 @@ inputs are not checked here: ``labs.ssm``'s public functions check them first.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 MEASURES = ("legs", "legt", "lagt")
@@ -62,33 +64,52 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt: float, method: str) -> tupl
     return E[:N, :N], E[:N, N]
 
 
-def legs_steps(A: torch.Tensor, B: torch.Tensor, L: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """LegS's time-varying transitions: step k (1-based) discretises ``c' = A c + B f`` with step ``1/k``.
+LEGS_STEPS = ("reciprocal", "log")
+LEGS_STARTS = ("empty", "constant")
 
-    ``t c' = A c + B f`` sampled at ``t_k = k dt`` has ``dt / t_k = 1 / k``
-    whatever ``dt`` is: LegS has no timescale to tune. Returns stacked
-    ``(Ad_k, Bd_k)`` of shapes ``(L, N, N)`` and ``(L, N)``.
+
+def legs_steps(A: torch.Tensor, B: torch.Tensor, L: int, method: str, *, step: str = "reciprocal"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """LegS's time-varying transitions: step k (1-based) discretises ``c' = A c + B f`` with step ``h_k``.
+
+    ``t c' = A c + B f`` is time-invariant in ``tau = log t``; sampled at
+    ``t_k = k dt``, the step in ``tau`` is ``h_k = log(k / (k - 1))`` (``step="log"``),
+    which ``h_k = 1/k`` (``step="reciprocal"``) approximates to first order.
+    Neither depends on ``dt``: LegS has no timescale to tune. The first step
+    (``k = 1``, from ``t = 0``) is infinitely long in ``tau``; both take ``h_1 = 1``.
+    Returns stacked ``(Ad_k, Bd_k)`` of shapes ``(L, N, N)`` and ``(L, N)``.
     """
-    steps = [discretize(A, B, 1.0 / k, method) for k in range(1, L + 1)]
+    k = torch.arange(1, L + 1, dtype=torch.float64)
+    h = 1 / k if step == "reciprocal" else torch.log(k / (k - 1).clamp(min=1 / math.e))  # h_1 = log(e) = 1
+    steps = [discretize(A, B, hk.item(), method) for hk in h]
     return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
 
 
-def project(f: torch.Tensor, measure: str, N: int, dt: float, *, theta: float = 1.0,
-                      method: str = "bilinear") -> torch.Tensor:
-    """Online HiPPO coefficients of samples ``f[..., k] = f(k dt)``: shape ``(..., L, N)``.
+def project(f: torch.Tensor, measure: str, N: int, dt: float, *, theta: float = 1.0, method: str = "bilinear",
+            legs_step: str = "reciprocal", legs_start: str = "empty") -> torch.Tensor:
+    """Online HiPPO coefficients of samples ``f[..., k]``, one per step ``[k dt, (k + 1) dt]``: shape ``(..., L, N)``.
 
     Row ``k`` summarises the history up to ``t = (k + 1) dt`` under ``measure``.
+    The recurrence treats ``f[..., k]`` as the input held over step ``k``:
+    feeding ``f((k + 1) dt)`` (the step's end) lags by half a step and is first
+    order in ``dt``; ``f((k + 1/2) dt)`` (its middle) is second order.
+    LegS only: ``legs_step`` as in ``legs_steps``; ``legs_start="constant"``
+    starts from the memory of a signal constant at ``f[..., 0]`` over the first
+    step, instead of running the first step from an empty memory.
     """
     A, B = hippo_matrices(measure, N, theta=theta, dtype=f.dtype)
     L = f.shape[-1]
     if measure == "legs":
-        Ads, Bds = legs_steps(A, B, L, method)
+        Ads, Bds = legs_steps(A, B, L, method, step=legs_step)
     else:
         Ad, Bd = discretize(A, B, dt, method)
         Ads, Bds = Ad.expand(L, N, N), Bd.expand(L, N)
     c = f.new_zeros(*f.shape[:-1], N)
-    out = []
-    for k in range(L):
+    first = 0
+    if measure == "legs" and legs_start == "constant":  # a constant's LegS memory is (1, 0, ..., 0): A e_0 + B = 0
+        c[..., 0], first = f[..., 0], 1
+    out = [c] * first
+    for k in range(first, L):
         c = c @ Ads[k].T + f[..., k, None] * Bds[k]
         out.append(c)
     return torch.stack(out, dim=-2)
@@ -128,6 +149,23 @@ def basis(measure: str, N: int, s: torch.Tensor, t: float, *, theta: float = 1.0
 def reconstruct(c: torch.Tensor, measure: str, s: torch.Tensor, t: float, *, theta: float = 1.0) -> torch.Tensor:
     """The history rebuilt from coefficients ``c`` (``(..., N)``) at times ``s``: ``sum_n c_n g_n(s)``."""
     return c @ basis(measure, c.shape[-1], s.to(c.dtype), t, theta=theta).T
+
+
+def exact_coefficients(f, measure: str, N: int, t: float, *, theta: float = 1.0, nodes: int = 256) -> torch.Tensor:
+    """The continuous projection ``c_n(t) = int f(s) g_n(s) dmu(s)`` by Gauss-Legendre quadrature, float64 ``(N,)``.
+
+    ``f`` maps a float64 tensor of times to values. LegS and LegT only (their
+    measures are uniform on an interval). ``nodes`` points integrate a
+    polynomial of degree ``2 nodes - 1`` exactly: for a smooth ``f`` the result
+    is the projection to float64 precision.
+    """
+    if measure not in ("legs", "legt"):
+        raise ValueError(f"exact_coefficients: measure must be 'legs' or 'legt', got {measure!r}")
+    x, w = (torch.from_numpy(v) for v in __import__("numpy").polynomial.legendre.leggauss(nodes))
+    start = t - theta if measure == "legt" else 0.0
+    s = start + (x + 1) / 2 * (t - start)  # nodes mapped to [start, t]
+    weights = w / 2  # the uniform measure's density 1/(t - start) times ds = (t - start)/2 dx
+    return (weights * f(s)) @ basis(measure, N, s, t, theta=theta)
 
 
 def legs_lti_basis(N: int, t: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,11 @@ def linear_scan_cumsum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``P_t = prod_{r<=t} a_r``. Dividing by ``P_s`` underflows at once, so the
     sum is taken as a ``logcumsumexp`` of ``log|b_s| - log P_s`` for the
     positive and the negative parts of ``b`` separately.
+
+    Accuracy falls with ``L``: ``log P_t`` grows to ``L |E log a|`` and keeps
+    only the dtype's relative precision, so in float32 the error grows in
+    proportion to ``L`` (about 1e-2 at ``L = 65536`` on values of order one;
+    ``benchmarks/scan.py`` measures it). Use float64, or the scan, for long rows.
     """
     log_p = torch.cumsum(torch.log(a), dim=-1)
     total = torch.zeros_like(b)

@@ -5,11 +5,20 @@ import math
 import pytest
 import torch
 
+import labs
 import labs.ssm as ssm
 from labs.ssm import memory, reference
-from labs.ssm.experiment import SequenceClassifier, s4d_legs_init, sequential_digits, train_digits
+from labs.ssm.experiment import (StackedS4D, delay_task, mode_init, s4d_legs_init, sequential_digits, train_delay,
+                                 train_digits)
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread is fastest, and two spin against each other on a busy machine."""
+    with labs.threads(1):
+        yield
 
 
 def test_legs_closed_form_small():
@@ -66,10 +75,60 @@ def test_projection_error_falls_with_n():
     assert _legs_error(4, 4000) > 10 * _legs_error(8, 4000)
 
 
-def test_projection_error_falls_with_the_step():
-    """With enough coefficients the error is the discretisation's: bilinear is second order."""
-    coarse, fine = _legs_error(16, 500), _legs_error(16, 1000)
-    assert 3.0 < coarse / fine < 6.0
+def _smooth(s):
+    return torch.sin(9 * s) + 0.5 * torch.cos(23 * s**2) + s
+
+
+def _order(measure, samples, Ls=(500, 1000), **options):
+    """Measured order in dt of the coefficient error at t = 1 against the exact projection (N = 32)."""
+    exact = memory.exact_coefficients(_smooth, measure, 32, 1.0, theta=0.5)
+    errors = []
+    for L in Ls:
+        k = torch.arange(1, L + 1, dtype=F64)
+        s = (k - 0.5) / L if samples == "midpoint" else k / L
+        c = ssm.hippo_project(_smooth(s), measure, 32, dt=1 / L, theta=0.5, **options)[-1]
+        errors.append((c - exact).norm().item())
+    return math.log(errors[0] / errors[1]) / math.log(Ls[1] / Ls[0])
+
+
+def test_exact_coefficients_rebuild_a_polynomial_exactly():
+    f = lambda s: 3 * s**3 - s + 0.5  # degree 3 < N: the projection is the polynomial itself
+    s = torch.linspace(0.1, 1.0, 11, dtype=F64)
+    for measure, theta in (("legs", 1.0), ("legt", 0.5)):
+        c = memory.exact_coefficients(f, measure, 6, 1.0, theta=theta)
+        support = s >= 0.5 if measure == "legt" else s >= 0
+        torch.testing.assert_close(memory.reconstruct(c, measure, s, 1.0, theta=theta)[support], f(s)[support])
+    with pytest.raises(ValueError, match="exact_coefficients: measure must be 'legs' or 'legt', got 'lagt'"):
+        memory.exact_coefficients(f, "lagt", 4, 1.0)
+
+
+def test_legt_order_depends_on_where_the_sample_is_taken():
+    """Bilinear LegT: end-of-step samples lag half a step (first order); mid-step samples give second order."""
+    assert abs(_order("legt", "endpoint") - 1) < 0.1
+    assert abs(_order("legt", "midpoint") - 2) < 0.1
+
+
+def test_legs_needs_all_three_fixes_for_second_order():
+    """1/k steps, the first step from an empty memory, and the half-step lag are each first order."""
+    assert abs(_order("legs", "midpoint", legs_step="log", legs_start="constant") - 2) < 0.1
+    for samples, step, start in [("endpoint", "log", "constant"), ("midpoint", "reciprocal", "constant"),
+                                 ("midpoint", "log", "empty"), ("endpoint", "reciprocal", "empty")]:
+        assert abs(_order("legs", samples, legs_step=step, legs_start=start) - 1) < 0.2, (samples, step, start)
+
+
+def test_bilinear_legs_on_a_constant_gives_2L_over_2L_plus_1():
+    for L in (1, 2, 7, 40):
+        c = ssm.hippo_project(torch.ones(L, dtype=F64), "legs", 4, dt=0.1)[-1]
+        assert abs(c[0].item() - 2 * L / (2 * L + 1)) < 1e-13
+    c = ssm.hippo_project(torch.ones(5, dtype=F64), "legs", 4, dt=0.1, legs_start="constant", legs_step="log")
+    torch.testing.assert_close(c[:, 0], torch.ones(5, dtype=F64))  # the constant's memory is a fixed point
+
+
+def test_legs_log_steps():
+    A, B = ssm.hippo("legs", 3)
+    Ads, _ = memory.legs_steps(A, B, 4, "zoh", step="log")
+    torch.testing.assert_close(Ads[2], torch.linalg.matrix_exp(math.log(3 / 2) * A))
+    torch.testing.assert_close(Ads[0], torch.linalg.matrix_exp(A))
 
 
 def test_legs_is_timescale_invariant():
@@ -160,32 +219,87 @@ def test_fft_conv_has_no_wraparound():
     torch.testing.assert_close(y, direct)
 
 
-def test_s4d_legs_init_is_half_plus_imaginary():
+def test_s4d_inits():
     a, _ = s4d_legs_init(8)
     torch.testing.assert_close(a.real, torch.full((8,), -0.5, dtype=F64))
     assert (a.imag > 0).all()
+    a, b = mode_init("lin", 4, seed=0)
+    torch.testing.assert_close(a, torch.tensor([-0.5 + 0j, -0.5 + math.pi * 1j, -0.5 + 2j * math.pi, -0.5 + 3j * math.pi], dtype=torch.complex128))
+    torch.testing.assert_close(b, torch.ones(4, dtype=torch.complex128))
+    legs_a, legs_b = s4d_legs_init(16)
+    a, b = mode_init("random", 16, seed=1)
+    assert (a.real == -0.5).all()
+    assert legs_a.imag.min() <= a.imag.min() and a.imag.max() <= legs_a.imag.max()
+    assert 0.5 < b.abs().pow(2).mean().sqrt() / legs_b.abs().pow(2).mean().sqrt() < 2
+    assert not torch.equal(a, mode_init("random", 16, seed=2)[0])
+    with pytest.raises(ValueError, match="mode_init: init must be one of"):
+        mode_init("xavier", 4, seed=0)
 
 
-def test_experiment_learns_a_little_and_leaves_the_global_rng_alone():
+def test_arms_share_everything_but_a_and_b():
+    model = StackedS4D([("legs", 3), ("narrow", 3), ("legs", 4)], H=4, N=2, depth=1, classes=3)
+    p = model.layers[0]
+    for name in ("C", "log_dt", "D", "mix_w"):
+        assert torch.equal(p[name][0], p[name][1]) and not torch.equal(p[name][0], p[name][2]), name
+    assert torch.equal(model.dec_w[0], model.dec_w[1])
+    assert not torch.equal(p["im"][0], p["im"][1])
+
+
+def test_stacked_training_equals_training_alone_and_leaves_the_global_rng_alone():
     before = torch.get_rng_state()
-    history = train_digits("legs", epochs=3, H=16, N=8, seed=0)
-    assert history["test_accuracy"][-1] > 0.5  # chance is 0.1
+    both = train_digits(["legs", "lin"], [0, 1], epochs=2, H=4, N=2, depth=1)
+    alone = train_digits(["lin"], [1], epochs=2, H=4, N=2, depth=1)
+    for key in ("train_loss", "test_accuracy"):
+        assert both["lin", 1][key] == pytest.approx(alone["lin", 1][key], rel=1e-4, abs=1e-3)
     assert torch.equal(torch.get_rng_state(), before)
     with pytest.raises(ValueError, match="train_digits: init must be one of"):
-        train_digits("xavier", seed=0)
-    with pytest.raises(ValueError, match="sequential_digits: seed must be an int >= 0, got 1.5"):
-        train_digits("legs", seed=1.5)
+        train_digits(["xavier"], [0])
+    with pytest.raises(ValueError, match="train_digits: seed must be an int >= 0, got 1.5"):
+        train_digits(["legs"], [1.5])
+
+
+def test_digits_learn_a_little():
+    history = train_digits(["legs"], [0], epochs=3, H=16, N=8)
+    assert history["legs", 0]["test_accuracy"][-1] > 0.5  # chance is 0.1
+
+
+def test_delay_task_and_its_training():
+    u, y = delay_task(3, 64, 10, cycles=4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(y[:, 10:], u[:, :-10])
+    assert (y[:, :10] == 0).all()
+    torch.testing.assert_close(u.pow(2).mean(-1), torch.ones(3))
+    torch.testing.assert_close(torch.fft.rfft(u)[:, 5:].abs(), torch.zeros(3, 28), atol=1e-4, rtol=0)
+    history = train_delay(["lin"], [0, 1], L=128, delay=32, cycles=6, steps=60, N=8)
+    for seed in (0, 1):
+        assert history["lin", seed]["test_loss"][-1] < 0.5 * history["lin", seed]["test_loss"][0]
+    with pytest.raises(ValueError, match="train_delay: need delay < L"):
+        train_delay(["lin"], [0], L=64, delay=64)
 
 
 def test_the_model_comes_from_the_seed_alone():
-    first = SequenceClassifier("random", H=4, N=2, seed=3)
+    first = StackedS4D([("random", 3)], H=4, N=2, depth=2, classes=10)
     torch.rand(100)  # moving the global RNG must not change the model
-    second = SequenceClassifier("random", H=4, N=2, seed=3)
-    other = SequenceClassifier("random", H=4, N=2, seed=4)
+    second = StackedS4D([("random", 3)], H=4, N=2, depth=2, classes=10)
+    other = StackedS4D([("random", 4)], H=4, N=2, depth=2, classes=10)
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters()))
     split, again = sequential_digits(seed=3), sequential_digits(seed=3)
     assert torch.equal(split[1][1], again[1][1]) and not torch.equal(split[1][1], sequential_digits(seed=4)[1][1])
+
+
+def test_ssm_kernel_takes_siso_row_and_column_shapes():
+    A, B = ssm.hippo("legs", 5)
+    C = torch.randn(5, dtype=F64)
+    K = ssm.ssm_kernel(A, B, C, 0.1, 16)
+    for b in (B, B[:, None]):
+        for c in (C, C[None, :]):
+            torch.testing.assert_close(ssm.ssm_kernel(A, b, c, 0.1, 16), K)
+    u = torch.randn(2, 16, dtype=F64)
+    torch.testing.assert_close(ssm.ssm_recurrence(A, B[:, None], C[None, :], 0.1, u), ssm.fft_conv(u, K))
+    with pytest.raises(ValueError, match=r"ssm_kernel: expected a dense system .* got A \(5, 5\), B \(5,\), C \(2, 5\)"):
+        ssm.ssm_kernel(A, B, torch.zeros(2, 5, dtype=F64), 0.1, 16)
+    with pytest.raises(ValueError, match=r"ssm_kernel: expected a dense system .* B \(1, 5\)"):
+        ssm.ssm_kernel(A, B[None, :], C, 0.1, 16)
 
 
 @pytest.mark.parametrize(
@@ -209,6 +323,9 @@ def test_the_model_comes_from_the_seed_alone():
         (lambda: ssm.hippo_project(torch.zeros(5), "legs", 4, dt=0), ValueError, "hippo_project: dt must be"),
         (lambda: ssm.hippo_project(torch.zeros(5), "cheb", 4, dt=0.1), ValueError, "hippo_project: measure must be"),
         (lambda: ssm.hippo_project(torch.zeros(5, dtype=torch.int64), "legs", 4, dt=0.1), TypeError, "hippo_project: signal must have a floating dtype"),
+        (lambda: ssm.hippo_project(torch.zeros(5), "legs", 4, dt=0.1, legs_step="euler"), ValueError, "hippo_project: legs_step must be one of 'reciprocal', 'log'; got 'euler'"),
+        (lambda: ssm.hippo_project(torch.zeros(5), "legs", 4, dt=0.1, legs_start="warm"), ValueError, "hippo_project: legs_start must be one of 'empty', 'constant'"),
+        (lambda: ssm.hippo_project(torch.zeros(5), "legt", 4, dt=0.1, legs_step="log"), ValueError, "hippo_project: legs_step and legs_start apply to measure 'legs' only, got measure 'legt'"),
         (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2, 2), t=1.0), ValueError, "hippo_reconstruct: times must have 1 dimensions"),
         (lambda: ssm.hippo_reconstruct(torch.zeros(4), "legs", torch.zeros(2), t=-1.0), ValueError, "hippo_reconstruct: t must be a finite real number > 0"),
         (lambda: ssm.ssm_kernel(torch.zeros(3, 3), torch.zeros(3), torch.zeros(2), 0.1, 8), ValueError, "ssm_kernel: expected a dense system"),

@@ -105,3 +105,18 @@ def test_few_long_rows_take_the_chunked_path_on_a_gpu():
     with _backend.record_launches((9, 0), sm_count=132) as launches:
         ssm.linear_scan(torch.zeros(1024, 4096), torch.zeros(1024, 4096))
     assert [launch.name for launch in launches] == ["_scan_kernel"]  # many rows: one pass
+
+
+def test_scan_in_interpreter_runs_the_kernel_in_a_child_process(monkeypatch):
+    from labs.ssm.interpret import scan_in_interpreter
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = scan_in_interpreter(rows=2, L=70, seed=1)
+    assert out["kernel_path"] == "triton-interpret" and out["takes_triton"]
+    assert out["max_abs_error_float64"] < 1e-12 and out["max_abs_error_float32"] < 1e-5
+    assert out["overflow_case_finite"]
+    import os
+
+    assert "TRITON_INTERPRET" not in os.environ  # nothing leaks into this process
+    with pytest.raises(ValueError, match="scan_in_interpreter: L must be a positive int, got 0"):
+        scan_in_interpreter(rows=2, L=0)
