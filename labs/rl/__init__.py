@@ -5,7 +5,7 @@ Every learning function runs many independent runs at once (the ``runs``
 argument): one tensor operation per time step for all of them.
 """
 
-from . import features, offpolicy, traces
+from . import double_q, features, offpolicy, traces
 from .control import ControlResult, expected_sarsa, greedy_return, q_learning, sarsa, td_control
 from .dqn import DQNResult, ReplayBuffer, dqn
 from .mdp import TabularMDP, cliff_walking, grid_world, random_walk, random_walk_1000, sample_actions, windy_gridworld
@@ -33,7 +33,7 @@ from .prediction import (
 
 __all__ = [
     "ControlResult", "DQNResult", "ReplayBuffer", "TabularMDP", "batch_fixed_points", "cliff_walking", "dqn",
-    "epsilon_greedy_probs", "evaluate_policy", "expected_sarsa", "features", "offpolicy", "traces", "gradient_mc", "greedy_policy",
+    "epsilon_greedy_probs", "evaluate_policy", "expected_sarsa", "double_q", "features", "offpolicy", "traces", "gradient_mc", "greedy_policy",
     "greedy_return", "grid_world", "iterative_policy_evaluation", "markov_reward_process", "mc_fixed_point",
     "mc_prediction", "minibatch_prediction", "on_policy_distribution", "q_learning", "random_walk", "random_walk_1000",
     "sample_actions", "sample_transitions", "sarsa", "semi_gradient_td", "td0", "td_control",

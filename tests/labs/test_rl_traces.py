@@ -166,3 +166,26 @@ def test_off_policy_td_rejects_bad_input():
         rl.offpolicy.off_policy_td(mdp, pi, b, phi, method="td", **kwargs)
     with pytest.raises(ValueError, match="off_policy_td: features must be"):
         rl.offpolicy.off_policy_td(mdp, b, pi, phi[:3], method="td", **kwargs)
+
+
+# --- maximisation bias ------------------------------------------------------------------------------
+
+def test_maximisation_bias_shapes_and_random_behaviour():
+    for method in ("q_learning", "double_q"):
+        left = rl.double_q.maximisation_bias(method, episodes=20, runs=4000, epsilon=1.0, generator=gen(1))
+        assert left.shape == (4000, 20) and left.dtype == torch.bool
+        assert abs(left.double().mean().item() - 0.5) < 0.01  # epsilon = 1: uniformly random
+
+
+def test_double_q_is_less_biased_than_q_learning():
+    # A falsifiable ordering on the book's example: early on Q-learning prefers the worse action far more often.
+    q = rl.double_q.maximisation_bias("q_learning", episodes=60, runs=2000, generator=gen(2)).double()[:, 10:60].mean()
+    d = rl.double_q.maximisation_bias("double_q", episodes=60, runs=2000, generator=gen(3)).double()[:, 10:60].mean()
+    assert q > d + 0.2
+
+
+def test_maximisation_bias_rejects_bad_input():
+    with pytest.raises(ValueError, match="maximisation_bias: method must be one of"):
+        rl.double_q.maximisation_bias("sarsa", episodes=2, runs=2, generator=gen())
+    with pytest.raises(ValueError, match="maximisation_bias: epsilon"):
+        rl.double_q.maximisation_bias("double_q", episodes=2, runs=2, epsilon=2.0, generator=gen())
