@@ -98,8 +98,17 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
     (a, b) -> (a cos - b sin, a sin + b cos): the 2-D rotation R(m theta_j),
     with no matrix product. Angles are formed in float64.
     """
+    return rotate(x, *rotation_tables(positions, inv_freq, x.dtype), interleaved)
+
+
+def rotation_tables(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
+    """cos and sin of the angles m * theta_j, shape (T, D/2): formed in float64, returned in ``dtype``."""
     angles = positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool = False):
+    """Rotate each pair (a, b) of ``x`` by the angle whose cos and sin are given (broadcast against the pairs)."""
     a, b = rotate_half(x, interleaved)
     return merge_pairs(a * cos - b * sin, a * sin + b * cos, interleaved)
 
