@@ -164,3 +164,63 @@ def query_entropy(model: RecallModel, n_pairs: int, *, seed: int, batch: int = 2
     else:
         weights = linear_attention_weights(elu_plus_one(q), elu_plus_one(k), causal=True)
     return attention_entropy(weights[:, :, -1]).mean(0)
+
+
+@torch.no_grad()
+def flash_live_fraction(model: RecallModel, n_pairs: int, *, seed: int, batch: int = 256) -> float:
+    """Fraction of the query's squared-ReLU scores, against the keys in its own chunk, that are positive.
+
+    relu(x)^2 has zero gradient for x <= 0: where this fraction is 0, the quadratic (in-chunk) route of
+    FLASH passes nothing forward and no gradient back. Measured on a batch drawn from ``seed``.
+    """
+    fn = "flash_live_fraction"
+    if not isinstance(model, RecallModel) or model.kind != "flash":
+        raise ValueError(f"{fn}: model must be a RecallModel of kind 'flash', got {getattr(model, 'kind', model)!r}")
+    n_pairs = whole_number(fn, "n_pairs", n_pairs)
+    chunk = model.mixer.chunk_size
+    start = (n_pairs // chunk) * chunk  # the query sits at position n_pairs; its chunk starts here
+    if start == n_pairs:
+        raise ValueError(f"{fn}: with n_pairs={n_pairs} the query starts a chunk of {chunk}: no key shares it")
+    g = _generator(fn, seed, f"live/{n_pairs}")
+    keys, values, query, _ = recall_batch(batch, n_pairs, generator=g)
+    x = model.key_embed(keys) + model.value_embed(values)
+    x = torch.cat([x, (model.key_embed(query) + model.query_marker).unsqueeze(1)], dim=1)
+    gau = model.mixer
+    z = nn.functional.silu(gau.to_z(x))
+    qk = z.unsqueeze(-2) * gau.gamma + gau.beta  # (B, T, 4, s): q, k, q_lin, k_lin
+    q, k = qk[:, -1, 0], qk[:, start:n_pairs, 1]  # the query; the keys in its chunk
+    scores = (k @ q.unsqueeze(-1)).squeeze(-1)
+    return (scores > 0).float().mean().item()
+
+
+RECALL_STEPS = {"softmax": 300, "linear": 600, "linear+norm": 600, "performer": 600, "flash": 900}
+RECALL_LEARNING_RATES = {"softmax": 1e-2, "linear": 1e-2, "linear+norm": 1e-2, "performer": 3e-3, "flash": 1e-2}
+PAIR_COUNTS = (2, 4, 8, 16, 32, 64)
+
+
+def recall_experiment(seed: int, *, steps: dict | None = None, pair_counts=PAIR_COUNTS,
+                      kinds=ATTENTION_KINDS) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Train one model of every kind on ``seed`` and measure it: (metrics, training curves).
+
+    Metrics: ``"<kind> n=<n>"`` held-out accuracy with n pairs; ``"<kind> gain"``, how much the training
+    accuracy (mean over the last 100 steps) rose over the 100 steps before (near 0 once converged);
+    ``"softmax entropy"``, ``"linear entropy"``, the query's attention entropy at 32 pairs; ``"flash live"``,
+    the fraction of the query's in-chunk squared-ReLU scores that are positive at 4 pairs.
+    """
+    fn = "recall_experiment"
+    steps = RECALL_STEPS | (steps or {})
+    for kind in kinds:
+        choice(fn, "kinds", kind, ATTENTION_KINDS)
+        whole_number(fn, "steps", steps[kind], minimum=200)  # the convergence measure needs 200 steps
+    metrics, curves = {}, {}
+    for kind in kinds:
+        model, curve = train_recall(kind, steps=steps[kind], lr=RECALL_LEARNING_RATES[kind], seed=seed)
+        curves[kind] = curve
+        for n in pair_counts:
+            metrics[f"{kind} n={n}"] = recall_accuracy(model, n, seed=seed)
+        metrics[f"{kind} gain"] = (sum(curve[-100:]) - sum(curve[-200:-100])) / 100
+        if kind in ("softmax", "linear"):
+            metrics[f"{kind} entropy"] = query_entropy(model, 32, seed=seed).mean().item()
+        if kind == "flash":
+            metrics["flash live"] = flash_live_fraction(model, 4, seed=seed)
+    return metrics, curves

@@ -6,9 +6,11 @@ import torch
 from labs.attention.experiment import (
     ATTENTION_KINDS,
     RecallModel,
+    flash_live_fraction,
     query_entropy,
     recall_accuracy,
     recall_batch,
+    recall_experiment,
     train_recall,
 )
 
@@ -78,3 +80,34 @@ def test_bad_experiment_arguments():
         train_recall("softmax", lr=0.0, seed=0)
     with pytest.raises(ValueError, match=r"recall_accuracy: seed must be an int >= 0, got 1.5"):
         recall_accuracy(RecallModel("softmax", seed=0), 4, seed=1.5)
+
+
+def test_flash_live_fraction_is_a_fraction_and_sees_a_dead_route():
+    model = RecallModel("flash", seed=0)
+    live = flash_live_fraction(model, 4, seed=0)
+    assert 0.0 <= live <= 1.0
+    assert live > 0.5  # at initialisation q.k of silu features is mostly positive
+    with torch.no_grad():  # make every query score negative: q = -z, k = z
+        model.mixer.gamma[0].fill_(-1.0)
+        model.mixer.gamma[1].fill_(1.0)
+        model.mixer.beta.zero_()
+    assert flash_live_fraction(model, 4, seed=0) == 0.0
+
+
+def test_recall_experiment_reports_every_metric():
+    metrics, curves = recall_experiment(0, steps={kind: 200 for kind in ATTENTION_KINDS}, pair_counts=(2, 9),
+                                        kinds=("linear", "flash"))
+    assert set(curves) == {"linear", "flash"} and len(curves["flash"]) == 200
+    assert {"linear n=2", "linear n=9", "linear gain", "linear entropy", "flash live", "flash n=9"} <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("linear n=2", "flash n=9", "flash live"))
+
+
+def test_bad_flash_and_experiment_arguments():
+    with pytest.raises(ValueError, match=r"flash_live_fraction: model must be a RecallModel of kind 'flash'"):
+        flash_live_fraction(RecallModel("softmax", seed=0), 4, seed=0)
+    with pytest.raises(ValueError, match=r"flash_live_fraction: with n_pairs=8 the query starts a chunk of 8"):
+        flash_live_fraction(RecallModel("flash", seed=0), 8, seed=0)
+    with pytest.raises(ValueError, match=r"recall_experiment: kinds must be one of"):
+        recall_experiment(0, kinds=("rnn",))
+    with pytest.raises(ValueError, match=r"recall_experiment: steps must be an int >= 200"):
+        recall_experiment(0, steps={"linear": 100}, kinds=("linear",))
