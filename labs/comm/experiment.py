@@ -338,26 +338,6 @@ def fit_alpha_beta(p, n_bytes, seconds, *, terms: tuple[str, ...] = RING_TERMS) 
     return _lstsq(p, n_bytes, seconds, terms)
 
 
-def held_out_error(p, n_bytes, seconds, *, terms: tuple[str, ...] = RING_TERMS) -> float:
-    """Median relative error in predicting each point from a fit to all the others (leave-one-out).
-
-    Unlike the fit's own error, this can be larger for the two-term model than
-    for a one-term model: a term that only fits noise makes predictions worse.
-    """
-    terms = _fit_terms("held_out_error", terms)
-    p, n_bytes, seconds = _fit_arrays("held_out_error", p, n_bytes, seconds)
-    if len(seconds) < len(terms) + 1:
-        raise ValueError(f"held_out_error: leaving one point out of a {len(terms)}-term fit needs at least "
-                         f"{len(terms) + 1} points, got {len(seconds)}")
-    errors = []
-    for i in range(len(seconds)):
-        keep = np.arange(len(seconds)) != i
-        alpha, beta, _ = _lstsq(p[keep], n_bytes[keep], seconds[keep], terms)
-        predicted = 2 * (p[i] - 1) * alpha + 2 * (p[i] - 1) / p[i] * n_bytes[i] * beta
-        errors.append(abs(predicted / seconds[i] - 1))
-    return float(np.median(errors))
-
-
 # Ranks that misbehave on purpose, for the tests and the chapter's failure demo.
 
 

@@ -162,7 +162,7 @@ def test_make_problem_is_built_from_its_seed_alone():
 
 
 def test_alpha_beta_fit_recovers_known_parameters():
-    from labs.comm.experiment import fit_alpha_beta, held_out_error
+    from labs.comm.experiment import fit_alpha_beta
 
     p = [2] * 5 + [4] * 5
     n = [64, 1e3, 1e4, 1e5, 1e6] * 2
@@ -170,30 +170,23 @@ def test_alpha_beta_fit_recovers_known_parameters():
     seconds = [allreduce_cost("ring", q, m, alpha=alpha, beta=beta) for q, m in zip(p, n)]
     fitted = fit_alpha_beta(p, n, seconds)
     assert (fitted.alpha, fitted.beta) == pytest.approx((alpha, beta), rel=1e-9)
-    assert fitted.rms_rel_error < 1e-9 and held_out_error(p, n, seconds) < 1e-9
+    assert fitted.rms_rel_error < 1e-9
     latency_only, bandwidth_only = (fit_alpha_beta(p, n, seconds, terms=(t,)) for t in ("alpha", "beta"))
     assert latency_only.beta == 0 and latency_only.alpha > 0 and bandwidth_only.alpha == 0 and bandwidth_only.beta > 0
-    # One-term models cannot follow both ends: far worse in and out of sample.
+    # One-term models cannot follow both ends.
     assert min(latency_only.rms_rel_error, bandwidth_only.rms_rel_error) > 0.5
-    assert min(held_out_error(p, n, seconds, terms=(t,)) for t in ("alpha", "beta")) > 0.1
 
 
 def test_alpha_beta_fit_does_not_clamp():
-    from labs.comm.experiment import fit_alpha_beta, held_out_error
+    from labs.comm.experiment import fit_alpha_beta
 
     # Small messages slower than large ones: the least-squares beta is negative, and is returned as such.
     fitted = fit_alpha_beta([2, 2, 2], [10, 1e5, 1e6], [1e-3, 5e-4, 2e-4])
     assert fitted.beta < 0 < fitted.alpha and fitted.rms_rel_error > 0
-    # Pure latency data: the two-term model adds a term that only fits noise, and the
-    # held-out error can then be worse than the latency-only model's.
-    g = torch.Generator().manual_seed(0)
-    n = [16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]
-    noisy = (1e-4 * (1 + 0.3 * torch.rand(len(n), generator=g, dtype=torch.float64))).tolist()
-    assert held_out_error([2] * 6, n, noisy) > held_out_error([2] * 6, n, noisy, terms=("alpha",))
 
 
 def test_alpha_beta_fit_rejects_bad_input():
-    from labs.comm.experiment import fit_alpha_beta, held_out_error
+    from labs.comm.experiment import fit_alpha_beta
 
     p, n, seconds = [2, 2, 2], [10, 100, 1000], [1e-4, 2e-4, 3e-4]
     with pytest.raises(ValueError, match="fit_alpha_beta: terms must be one of 'alpha', 'beta'; got 'gamma'"):
@@ -210,8 +203,6 @@ def test_alpha_beta_fit_rejects_bad_input():
         fit_alpha_beta(p, n, [1e-4, float("nan"), 3e-4])
     with pytest.raises(ValueError, match="fit_alpha_beta: fitting 2 terms needs at least 2 points, got 1"):
         fit_alpha_beta([2], [10], [1e-4])
-    with pytest.raises(ValueError, match="held_out_error: leaving one point out of a 2-term fit needs at least 3"):
-        held_out_error(p[:2], n[:2], seconds[:2])
 
 
 def test_collectives_picture_labels_decode_the_definitions():
