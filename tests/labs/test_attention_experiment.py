@@ -87,11 +87,14 @@ def test_flash_live_fraction_is_a_fraction_and_sees_a_dead_route():
     live = flash_live_fraction(model, 4, seed=0)
     assert 0.0 <= live <= 1.0
     assert live > 0.5  # at initialisation q.k of silu features is mostly positive
-    with torch.no_grad():  # make every query score negative: q = -z, k = z
-        model.mixer.gamma[0].fill_(-1.0)
-        model.mixer.gamma[1].fill_(1.0)
-        model.mixer.beta.zero_()
+    with torch.no_grad():  # every query score negative: q = -1 and k = +1 in every coordinate
+        model.mixer.gamma[:2].zero_()
+        model.mixer.beta[0].fill_(-1.0)
+        model.mixer.beta[1].fill_(1.0)
     assert flash_live_fraction(model, 4, seed=0) == 0.0
+    with torch.no_grad():  # and every score positive: q = k = +1
+        model.mixer.beta[0].fill_(1.0)
+    assert flash_live_fraction(model, 4, seed=0) == 1.0
 
 
 def test_recall_experiment_reports_every_metric():
