@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import torch
+
 
 def in_book_build() -> bool:
     """True while the page is being executed for the static HTML book."""
     return os.environ.get("LABS_BOOK_BUILD", "0") == "1"
+
+
+def _plain(value):
+    """A NumPy or 0-d torch scalar as the Python number it holds: NumPy 2 prints ``np.float64(0.5)``,
+    which a ``{glue:text}`name:.2f``` format cannot read."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1 and value.ndim == 0):
+        return value.item()
+    return value
 
 
 def glue(name: str, value, *, display: bool = False):
@@ -26,6 +37,7 @@ def glue(name: str, value, *, display: bool = False):
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue: name must be an identifier-like string, got {name!r}")
+    value = _plain(value)
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -15,6 +15,19 @@ def test_glue_returns_nothing_and_checks_name():
         labs.glue("not a name", 1)
 
 
+def test_glue_stores_numpy_and_torch_scalars_as_python_numbers(monkeypatch):
+    """NumPy 2 writes np.float64(0.5) as its text; a {glue:text}`x:.2f` format could not read it."""
+    import numpy as np
+    import torch
+
+    stored = {}
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=False: stored.update({name: value}))
+    for name, value in {"a": np.float64(0.5), "b": np.int64(3), "c": torch.tensor(1.5), "d": 2.5}.items():
+        labs.glue(name, value)
+    assert stored == {"a": 0.5, "b": 3, "c": 1.5, "d": 2.5}
+    assert all(type(v) in (float, int) for v in stored.values())
+
+
 def test_progress_is_silent_in_the_book_build(monkeypatch):
     items = [1, 2, 3]
     monkeypatch.setenv("LABS_BOOK_BUILD", "1")
