@@ -120,3 +120,22 @@ def test_scan_in_interpreter_runs_the_kernel_in_a_child_process(monkeypatch):
     assert "TRITON_INTERPRET" not in os.environ  # nothing leaks into this process
     with pytest.raises(ValueError, match="scan_in_interpreter: L must be a positive int, got 0"):
         scan_in_interpreter(rows=2, L=0)
+
+
+def test_scan_in_interpreter_names_an_interpreter_that_cannot_run(monkeypatch):
+    """Triton 3.6's interpreter (Colab's) with NumPy 2.4 fails on every kernel: a clear, specific error;
+    any other failure of the child stays a plain RuntimeError with its stderr."""
+    import subprocess
+
+    from labs.ssm import interpret
+
+    def failing(stderr):
+        return lambda *a, **k: subprocess.CompletedProcess(a, 1, stdout="", stderr=stderr)
+
+    monkeypatch.setattr(interpret.subprocess, "run", failing("TypeError: " + interpret.NUMPY_SCALAR_ERROR))
+    with pytest.raises(interpret.InterpreterUnavailable, match="cannot run kernels with this NumPy"):
+        interpret.scan_in_interpreter(rows=2, L=10)
+    monkeypatch.setattr(interpret.subprocess, "run", failing("ValueError: something else"))
+    with pytest.raises(RuntimeError, match="something else") as raised:
+        interpret.scan_in_interpreter(rows=2, L=10)
+    assert not isinstance(raised.value, interpret.InterpreterUnavailable)
