@@ -19,3 +19,13 @@ def _seeded():
     import labs
 
     labs.seed(0)
+
+
+@pytest.fixture
+def torch_kernels(monkeypatch):
+    """Run a test on the torch reference path instead of the interpreter.
+
+    For tests that train a model: hundreds of steps through the Triton interpreter take
+    minutes, and every kernel is held to its reference in tests of its own.
+    """
+    monkeypatch.setenv("TRITON_INTERPRET", "0")

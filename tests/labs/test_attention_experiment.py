@@ -14,6 +14,9 @@ from labs.attention.experiment import (
     train_recall,
 )
 
+# These tests train and measure models; the kernels inside are held to their references elsewhere.
+pytestmark = pytest.mark.usefixtures("torch_kernels")
+
 
 def test_recall_batch_targets_are_the_queried_keys_values():
     keys, values, query, target = recall_batch(32, 10, generator=torch.Generator().manual_seed(0))
