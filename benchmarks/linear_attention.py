@@ -51,17 +51,12 @@ def gpu_cases(run):
             out = fla_fn(fq, fk, v.transpose(1, 2).contiguous(), scale=1.0, normalize=True)[0]
             torch.autograd.grad(out, (q, k, v), d_out.transpose(1, 2))
 
-        def timed_with_peak(fn):
-            torch.cuda.reset_peak_memory_stats(dev)
-            ms = run.time(fn, warmup=3, repeats=10)
-            return ms, torch.cuda.max_memory_allocated(dev) / 2**20
-
-        ours_ms, ours_mib = timed_with_peak(ours)
+        ours_ms, ours_mib = run.time_with_peak(ours, repeats=10)
         anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
         if fla_fn is not None:
             anchors["fla chunk_linear_attn"] = fla_run
         for anchor, fn in anchors.items():
-            anchor_ms, anchor_mib = timed_with_peak(fn)
+            anchor_ms, anchor_mib = run.time_with_peak(fn, repeats=10)
             run.record("linear_attention(method='chunk'), Triton", shape=[b, h, t, d], dtype=torch.float16,
                        pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
                        params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),

@@ -300,6 +300,15 @@ class Run:
             warmup, repeats = 0, 1
         return median_ms(fn, warmup=warmup, repeats=repeats, device=self.device)
 
+    def time_with_peak(self, fn: Callable[[], object], *, warmup: int = 3,
+                       repeats: int = 20) -> tuple[float, float | None]:
+        """``time(fn)`` and the peak device memory allocated meanwhile, in MiB (None off the GPU)."""
+        if not self.on_gpu:
+            return self.time(fn, warmup=warmup, repeats=repeats), None
+        torch.cuda.reset_peak_memory_stats(self.device)
+        ms = self.time(fn, warmup=warmup, repeats=repeats)
+        return ms, torch.cuda.max_memory_allocated(self.device) / 2**20
+
     def record(
         self, op: str, *, shape, dtype, median_ms: float | None, pass_: str | None = None, anchor: str | None = None,
         anchor_median_ms: float | None = None, gbytes: float | None = None, tflop: float | None = None,

@@ -152,6 +152,12 @@ def test_run_compare_times_ours_then_the_anchor():
     assert record["median_ms"] >= 0 and record["anchor_median_ms"] >= 0
 
 
+def test_time_with_peak_has_no_peak_off_the_gpu():
+    calls = []
+    ms, peak = _fake_run(quick=True).time_with_peak(lambda: calls.append(1))
+    assert calls == [1] and ms >= 0 and peak is None
+
+
 def _script(name):
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARK_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
