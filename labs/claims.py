@@ -154,7 +154,7 @@ def _check_table(fn: str, table) -> None:
         raise ValueError(f"{fn}: a claim needs at least {MIN_SEEDS} seeds, got {len(table.seeds)}")
 
 
-def _compare(fn: str, table: SeedTable, a, b, sign: int, margin: float, rule: str, claim: str) -> bool:
+def _compare(fn: str, table: SeedTable, a, b, sign: int, margin: float, rule: str, claim: str) -> None:
     _check_table(fn, table)
     if rule not in RULES:
         raise ValueError(f"{fn}: rule must be one of {', '.join(map(repr, RULES))}; got {rule!r}")
@@ -190,20 +190,19 @@ def _compare(fn: str, table: SeedTable, a, b, sign: int, margin: float, rule: st
     report = "\n".join(lines)
     print(report)
     judge(ok, claim, f"claim_{rule}", report)
-    return ok
 
 
-def claim_greater(table: SeedTable, a, b, *, claim: str, margin: float = 0.0, rule: str = "every_seed") -> bool:
+def claim_greater(table: SeedTable, a, b, *, claim: str, margin: float = 0.0, rule: str = "every_seed") -> None:
     """Check that metric ``a`` exceeds ``b`` (a metric name or a number) by more than ``margin``."""
-    return _compare("claim_greater", table, a, b, +1, margin, rule, claim)
+    _compare("claim_greater", table, a, b, +1, margin, rule, claim)
 
 
-def claim_less(table: SeedTable, a, b, *, claim: str, margin: float = 0.0, rule: str = "every_seed") -> bool:
+def claim_less(table: SeedTable, a, b, *, claim: str, margin: float = 0.0, rule: str = "every_seed") -> None:
     """Check that metric ``a`` is below ``b`` (a metric name or a number) by more than ``margin``."""
-    return _compare("claim_less", table, a, b, -1, margin, rule, claim)
+    _compare("claim_less", table, a, b, -1, margin, rule, claim)
 
 
-def claim_between(table: SeedTable, a: str, low: float, high: float, *, claim: str) -> bool:
+def claim_between(table: SeedTable, a: str, low: float, high: float, *, claim: str) -> None:
     """Check that metric ``a`` lies in ``[low, high]`` in every seed."""
     _check_table("claim_between", table)
     if not isinstance(claim, str) or not claim.strip():
@@ -219,4 +218,3 @@ def claim_between(table: SeedTable, a: str, low: float, high: float, *, claim: s
     report = "\n".join(lines)
     print(report)
     judge(ok, claim, "claim_between", report)
-    return ok

@@ -61,6 +61,29 @@ def test_no_traceback_in_outputs(html_dir, name):
         assert marker not in text, f"{name}: found {marker!r}"
 
 
+BARE_VALUE = re.compile(r"(?:[-+]?(?:\d[\d_,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|True|False|None|nan|inf)")
+
+
+def bare_value_outputs(html: str) -> list[str]:
+    """The plain-text cell results that are one bare value (a number, a bool): what a cell ending in an
+    expression that returns one prints, e.g. a helper that returned what it recorded."""
+    blocks = re.findall(r'<div class="output text_plain[^"]*"><div class="highlight"><pre><span></span>(.*?)</pre>',
+                        html, re.S)
+    return [text.strip() for text in blocks if BARE_VALUE.fullmatch(re.sub(r"<[^>]+>", "", text).strip())]
+
+
+def test_bare_value_outputs_are_found():
+    output = '<div class="output text_plain highlight-myst-ansi notranslate"><div class="highlight"><pre><span></span>{}</pre>'
+    assert bare_value_outputs(output.format("1.2079441541679836\n")) == ["1.2079441541679836"]
+    assert bare_value_outputs(output.format("True\n") + output.format("3145728")) == ["True", "3145728"]
+    assert bare_value_outputs(output.format("claim: a beats b\nverdict: HOLDS")) == []
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_bare_value_printed_by_a_cell(html_dir, chapter):
+    assert bare_value_outputs(page(chapter)) == [], f"{chapter}: a cell prints a bare value"
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_no_hand_typed_glue_left_unresolved(html_dir, chapter):
     # An unknown glue key renders as nothing plus a warning (which -W turns into an error);

@@ -49,11 +49,17 @@ def test_over_seeds_rejects_inconsistent_runs():
         over_seeds(lambda s: "high", seeds=[1, 2, 3])
 
 
+def holds(capsys) -> bool:
+    """Whether the claim just judged printed a HOLDS verdict (claims return None: a cell ending in one shows nothing)."""
+    return "verdict: HOLDS" in capsys.readouterr().out
+
+
 def test_claim_every_seed_holds_and_prints_the_table(capsys):
-    assert claim_greater(table([3.0, 4.0, 5.0], [1.0, 2.0, 3.0]), "a", "b", claim="a beats b")
+    assert claim_greater(table([3.0, 4.0, 5.0], [1.0, 2.0, 3.0]), "a", "b", claim="a beats b") is None
     out = capsys.readouterr().out
     assert "claim: a beats b" in out and "verdict: HOLDS (holds in 3 of 3 seeds)" in out
-    assert claim_less(table([0.1, 0.2, 0.3], [1.0, 2.0, 3.0]), "a", 0.5, claim="a stays below a half")
+    claim_less(table([0.1, 0.2, 0.3], [1.0, 2.0, 3.0]), "a", 0.5, claim="a stays below a half")
+    assert holds(capsys)
 
 
 def test_claim_fails_when_one_seed_breaks_it(capsys):
@@ -67,17 +73,21 @@ def test_claim_margin_can_fail_a_small_gap():
         claim_greater(table([1.1, 2.1, 3.1], [1.0, 2.0, 3.0]), "a", "b", margin=0.5, claim="a beats b clearly")
 
 
-def test_intervals_rule_needs_separated_intervals():
+def test_intervals_rule_needs_separated_intervals(capsys):
     # a wins in every seed, but the spread is large: the intervals overlap
     noisy = table([2.0, 10.0, 20.0], [1.0, 9.0, 19.0])
-    assert claim_greater(noisy, "a", "b", claim="paired win")
+    claim_greater(noisy, "a", "b", claim="paired win")
+    assert holds(capsys)
     with pytest.raises(DerivationError, match="intervals overlap"):
         claim_greater(noisy, "a", "b", rule="intervals", claim="clear win")
-    assert claim_greater(table([10.0, 10.1, 9.9], [1.0, 1.1, 0.9]), "a", "b", rule="intervals", claim="clear win")
+    capsys.readouterr()
+    claim_greater(table([10.0, 10.1, 9.9], [1.0, 1.1, 0.9]), "a", "b", rule="intervals", claim="clear win")
+    assert holds(capsys)
 
 
-def test_claim_between():
-    assert claim_between(table([0.4, 0.5, 0.6], [0, 0, 0]), "a", 0.0, 1.0, claim="a is a probability")
+def test_claim_between(capsys):
+    assert claim_between(table([0.4, 0.5, 0.6], [0, 0, 0]), "a", 0.0, 1.0, claim="a is a probability") is None
+    assert holds(capsys)
     with pytest.raises(DerivationError, match="in range in 2 of 3 seeds"):
         claim_between(table([0.4, 0.5, 1.6], [0, 0, 0]), "a", 0.0, 1.0, claim="a is a probability")
 
