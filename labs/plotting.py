@@ -43,3 +43,23 @@ def figure_png(fig, *, dpi: int = 80) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def log_ticks(ax, values, labels=None, *, axis: str = "x") -> None:
+    """Put ``axis`` of ``ax`` on a log scale with a labelled tick at each of ``values`` and no minor ticks.
+
+    Explicit ticks on a log axis that spans less than a decade otherwise get matplotlib's
+    minor labels too (2x10^2, 3x10^2, ...), which overlap them. Call it after the last
+    ``ax.set(xscale=...)``: setting the scale again resets the ticks.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"log_ticks: axis must be 'x' or 'y', got {axis!r}")
+    values = list(values)
+    labels = [f"{v:g}" for v in values] if labels is None else list(labels)
+    if len(labels) != len(values):
+        raise ValueError(f"log_ticks: labels must match values one to one, got {len(labels)} labels "
+                         f"for {len(values)} values")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_ticks(values, labels)
+    target.set_minor_locator(matplotlib.ticker.NullLocator())

@@ -64,3 +64,25 @@ def test_check_formula_reports_each_outcome(capsys):
     assert not check_formula(n * sp.Symbol("m"), lambda n: n, points)
     assert "does not define: ['m']" in capsys.readouterr().out
     assert not check_formula(object(), lambda n: n, points)
+
+
+def test_log_ticks_labels_only_the_given_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labs.plotting import log_ticks
+
+    fig, ax = plt.subplots()
+    ax.plot([128, 2048], [1, 2])
+    log_ticks(ax, [128, 256, 512, 1024, 2048])
+    fig.canvas.draw()
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["128", "256", "512", "1024", "2048"]
+    assert ax.xaxis.get_minorticklocs().size == 0  # minor labels (2x10^2, ...) are what overlapped
+    with pytest.raises(ValueError, match="log_ticks: axis must be 'x' or 'y', got 'z'"):
+        log_ticks(ax, [1, 10], axis="z")
+    with pytest.raises(ValueError, match="log_ticks: labels must match values one to one, got 1 labels for 2"):
+        log_ticks(ax, [1, 10], ["1"])
+    plt.close(fig)
