@@ -8,8 +8,8 @@ Public API (inputs checked here; the math in ``reference.py`` and ``chunk.py``):
 * ``decay_mask(log_decay)``: the 1-semiseparable mask M_ts = prod_{r=s+1..t} a_r
 
 ``method="chunk"`` runs the Triton kernel (``triton_chunk.py``) on a GPU, or under
-``TRITON_INTERPRET=1`` on the CPU, when the decay is one per step, no state goes in or
-out, and the chunk fits the kernel's tiles; otherwise the torch chunked form.
+``TRITON_INTERPRET=1`` on the CPU, when no state goes in or out and the chunk fits the
+kernel's tiles (one decay per step or per key channel); otherwise the torch chunked form.
 """
 
 from __future__ import annotations
@@ -109,9 +109,10 @@ def gated_linear_attention(q, k, v, log_decay, *, method: str = "chunk", chunk_s
 
 
 def _takes_kernel(q, v, log_decay, chunk_size, initial_state, return_state) -> bool:
-    """The Triton kernel handles one decay per step, no state in or out, and chunks that fit its tiles."""
+    """The Triton kernel handles a decay per step (B, H, T) or per key channel (B, H, T, K), no state in
+    or out, and chunks that fit its tiles."""
     fits = (
-        log_decay.ndim == 3
+        log_decay.ndim in (3, 4)
         and initial_state is None
         and not return_state
         and chunk_size in TRITON_CHUNK_SIZES
