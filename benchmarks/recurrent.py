@@ -6,6 +6,8 @@
   it imports, flash-linear-attention's ``chunk_simple_gla`` (the same mapping),
   at T = 1k .. 32k; ``params`` holds the peak GPU memory of ours and of the
   anchor. The issue's targets: within 1.25x of fla, faster than SDPA from T = 4096.
+  One decay per key channel (GLA, a (B, H, T, K) log-decay) gets its own rows,
+  against SDPA and, when it imports, fla's ``chunk_gla``.
 * On a CPU: the forward pass of the torch chunked form against the masked
   quadratic form, at T = 128 .. 4096.
 
@@ -26,10 +28,11 @@ from labs.recurrent import gated_linear_attention
 CHUNK = 64
 
 
-def _inputs(b, h, t, d, dtype, dev, g):
+def _inputs(b, h, t, d, dtype, dev, g, channel=False):
     q, k, v, d_out = (torch.randn(b, h, t, d, device=dev, dtype=dtype, generator=g) for _ in range(4))
     q = q / d ** 0.5  # the caller scales q: the mapping itself does not
-    log_decay = torch.log(0.9 + 0.1 * torch.rand(b, h, t, device=dev, generator=g)).to(dtype)
+    shape = (b, h, t, d) if channel else (b, h, t)  # one decay per key channel, or per step
+    log_decay = torch.log(0.9 + 0.1 * torch.rand(shape, device=dev, generator=g)).to(dtype)
     return q, k, v, log_decay, d_out
 
 
@@ -73,6 +76,35 @@ def gpu_cases(run):
                        pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
                        params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
                                "anchor_peak_mib": round(anchor_mib, 1)})
+        channel_cases(run, b, h, t, d, dtype, g, flash, timed_with_peak)
+
+
+def channel_cases(run, b, h, t, d, dtype, g, flash, timed_with_peak):
+    """The per-channel (GLA) kernel at one shape, against SDPA and fla's chunk_gla when it imports."""
+    fla_gla = optional_anchor("fla.ops.gla", "chunk_gla", "flash-linear-attention")
+    q, k, v, log_decay, d_out = _inputs(b, h, t, d, dtype, run.device, g, channel=True)
+    for x in (q, k, v, log_decay):
+        x.requires_grad_()
+
+    def ours():
+        out = gated_linear_attention(q, k, v, log_decay, chunk_size=CHUNK)
+        torch.autograd.grad(out, (q, k, v, log_decay), d_out)
+
+    def fla_run():
+        to_bthd = lambda x: x.transpose(1, 2)  # noqa: E731
+        out = fla_gla(to_bthd(q), to_bthd(k), to_bthd(v), to_bthd(log_decay), scale=1.0)[0]
+        torch.autograd.grad(out, (q, k, v, log_decay), to_bthd(d_out))
+
+    ours_ms, ours_mib = timed_with_peak(ours)
+    anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
+    if fla_gla is not None:
+        anchors["fla chunk_gla"] = fla_run
+    for anchor, fn in anchors.items():
+        anchor_ms, anchor_mib = timed_with_peak(fn)
+        run.record("gated_linear_attention(method='chunk'), per-channel decay, Triton", shape=[b, h, t, d],
+                   dtype=dtype, pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
+                   params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
+                           "anchor_peak_mib": round(anchor_mib, 1)})
 
 
 def cpu_cases(run):

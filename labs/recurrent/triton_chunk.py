@@ -63,7 +63,6 @@ import triton
 import triton.language as tl
 
 from .. import _backend
-from ..attention import TRITON_CHUNK_SIZES
 from ..attention.triton_chunk import _config, _dot, _generation, _precisions, _state_dot, _strides3, _tile
 
 # (BK, BV, warps) for _output_kernel and (BA, BB, warps) for _state_kernel, per GPU generation, input
@@ -271,27 +270,36 @@ class ChunkGatedLinearAttention(torch.autograd.Function):
 # --- One decay per key channel (GLA) ----------------------------------------------------------------
 #
 # (BK, BV, warps) for _channel_output_kernel ("output") and _channel_key_grad_kernel ("keys"), and
-# (BA, BB, warps) for _channel_state_kernel ("state"), per GPU generation and input type. The first
-# two work on one sub-chunk of CHANNEL_SUB rows whatever the chunk length, so one entry serves every
-# chunk; the state kernel's chunk-long tiles set its pipeline depth (``_channel_config``). Every entry
+# (BA, BB, warps) for _channel_state_kernel ("state", per chunk length), per GPU generation and input
+# type. The first two work on one sub-chunk of CHANNEL_SUB rows whatever the chunk length, so one entry
+# serves every chunk; the state kernel loads chunk-long tiles. Every entry
 # compiled for its target with no register spills and shared memory within the limit
 # (tests/labs/test_compile.py).
 CHANNEL_SUB = 16  # rows per sub-chunk: the smallest tl.dot, and the (16, 16, BK) exact-ratio tile
+
+
+def _state_tiles(ba: int, bb: int, long_ba: int, long_bb: int) -> dict:
+    """The state kernel's (BA, BB, warps) per chunk length: its (chunk x BA) decay tiles need 8 warps from 64 on."""
+    return {16: (ba, bb, 4), 32: (ba, bb, 4), 64: (ba, bb, 8), 128: (long_ba, long_bb, 8)}
+
+
 _CHANNEL_TILES = {
     "sm75": {
-        "16": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": (32, 64, 4)},
-        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": (32, 64, 4)},
-        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4), "state": (32, 32, 4)},
+        "16": {"output": (32, 32, 4), "keys": (32, 32, 4),
+               "state": {16: (32, 64, 4), 32: (32, 64, 4), 64: (32, 32, 8)}},  # 128 spills
+        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": _state_tiles(32, 64, 32, 32)},
+        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4),
+                 "state": {16: (32, 32, 4), 32: (32, 32, 4), 64: (32, 32, 8), 128: (16, 32, 8)}},
     },
     "sm80": {
-        "16": {"output": (32, 64, 4), "keys": (32, 64, 4), "state": (64, 64, 4)},
-        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": (32, 64, 4)},
-        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4), "state": (32, 32, 4)},
+        "16": {"output": (32, 64, 4), "keys": (32, 64, 4), "state": _state_tiles(64, 64, 32, 64)},
+        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": _state_tiles(32, 64, 32, 64)},
+        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4), "state": _state_tiles(32, 32, 32, 32)},
     },
     "sm90": {
-        "16": {"output": (32, 64, 4), "keys": (32, 64, 4), "state": (64, 64, 4)},
-        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": (32, 64, 4)},
-        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4), "state": (32, 32, 4)},
+        "16": {"output": (32, 64, 8), "keys": (32, 64, 4), "state": _state_tiles(64, 64, 32, 64)},
+        "fp32": {"output": (32, 32, 4), "keys": (32, 32, 4), "state": _state_tiles(32, 64, 32, 64)},
+        "fp64": {"output": (16, 32, 4), "keys": (16, 32, 4), "state": _state_tiles(32, 32, 32, 32)},
     },
 }
 
@@ -497,8 +505,10 @@ def _channel_config(chunk_size: int, dtype: torch.dtype, target: _backend.Target
     """Chunk length, sub-chunk, tiles, warps and state-kernel pipeline stages for the per-channel kernels."""
     kind = "16" if dtype in (torch.float16, torch.bfloat16) else "fp64" if dtype == torch.float64 else "fp32"
     row = _CHANNEL_TILES[_generation(target)][kind]
-    bt = max(c for c in TRITON_CHUNK_SIZES if c <= max(chunk_size, CHANNEL_SUB))
-    ba, bb, state_warps = row["state"]
+    # A chunk length missing from a row is above what that GPU holds: take the longest it has (the result
+    # is the same; only the work split changes).
+    bt = max(c for c in row["state"] if c <= max(chunk_size, CHANNEL_SUB))
+    ba, bb, state_warps = row["state"][bt]
     acc_bytes = 8 if dtype == torch.float64 else 4
     per_stage = bt * ((ba + bb) * (torch.finfo(dtype).bits // 8) + ba * acc_bytes)  # a, b and the decays
     stages = max(1, min(3, target.shared_memory // 2 // per_stage))

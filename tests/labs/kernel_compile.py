@@ -131,12 +131,15 @@ def _recurrent_cases():
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         for chunk in TRITON_CHUNK_SIZES:
             for dk, dv in ((16, 16), (64, 64), (128, 128), (256, 256), (64, 256)):
-                def run(dtype=dtype, chunk=chunk, dk=dk, dv=dv):
-                    q = torch.zeros(1, 2, 2 * chunk, dk, dtype=dtype, requires_grad=True)
-                    v = torch.zeros(1, 2, 2 * chunk, dv, dtype=dtype, requires_grad=True)
-                    log_decay = torch.zeros(1, 2, 2 * chunk, dtype=dtype, requires_grad=True)
-                    gated_linear_attention(q, q, v, log_decay, chunk_size=chunk).sum().backward()
-                yield f"recurrent {dtype} chunk={chunk} dk={dk} dv={dv}", dtype, run
+                for channel in (False, True):  # one decay per step (B, H, T); one per key channel (B, H, T, K)
+                    def run(dtype=dtype, chunk=chunk, dk=dk, dv=dv, channel=channel):
+                        q = torch.zeros(1, 2, 2 * chunk, dk, dtype=dtype, requires_grad=True)
+                        v = torch.zeros(1, 2, 2 * chunk, dv, dtype=dtype, requires_grad=True)
+                        shape = (1, 2, 2 * chunk, dk) if channel else (1, 2, 2 * chunk)
+                        log_decay = torch.zeros(shape, dtype=dtype, requires_grad=True)
+                        gated_linear_attention(q, q, v, log_decay, chunk_size=chunk).sum().backward()
+                    label = "per-channel" if channel else "per-step"
+                    yield f"recurrent {label} {dtype} chunk={chunk} dk={dk} dv={dv}", dtype, run
 
 
 CASES = {"softmax": _softmax_cases, "rope": _rope_cases, "attention": _attention_cases, "scan": _scan_cases,
