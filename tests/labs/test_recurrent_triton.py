@@ -103,7 +103,8 @@ def test_dispatch_takes_the_kernel_only_where_it_applies():
 
 
 @pytest.mark.parametrize("t", [1, 63, 65])
-@pytest.mark.parametrize("dims", [(5, 3), (16, 20), (8, 80), (40, 5)])  # 80: two value blocks; 40: two key blocks
+@pytest.mark.parametrize("dims", [(5, 3), (16, 20), (8, 80), (40, 5)])  # float64 tiles BK=16, BV=32: 80 values
+# take three value blocks, 40 keys three key blocks (the last ones partial)
 def test_channel_kernel_forward_and_backward_match_the_loop(t, dims):
     """Chunks of 32: two sub-chunks each, so the split ratios (j < i) and the exact diagonal both run."""
     q, k, v, log_decay = inputs(t, *dims, channel=True)
