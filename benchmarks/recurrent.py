@@ -38,73 +38,43 @@ def _inputs(b, h, t, d, dtype, dev, g, channel=False):
 
 def gpu_cases(run):
     dev = run.device
-    fla_fn = optional_anchor("fla.ops.simple_gla", "chunk_simple_gla", "flash-linear-attention")
+    # fla's chunk kernels for one decay per step and per key channel; both take (B, T, H, ...) and g=
+    fla = {False: ("fla chunk_simple_gla", optional_anchor("fla.ops.simple_gla", "chunk_simple_gla",
+                                                           "flash-linear-attention")),
+           True: ("fla chunk_gla", optional_anchor("fla.ops.gla", "chunk_gla", "flash-linear-attention"))}
     dtype = torch.bfloat16 if torch.cuda.get_device_capability(dev) >= (8, 0) else torch.float16
     g = labs.generator("benchmark", device=dev)
     b, h, d = 2, 8, 64
     for t in (256,) if run.quick else (1024, 2048, 4096, 8192, 16384, 32768):
-        q, k, v, log_decay, d_out = _inputs(b, h, t, d, dtype, dev, g)
-        for x in (q, k, v, log_decay):
-            x.requires_grad_()
+        for channel in (False, True):
+            q, k, v, log_decay, d_out = _inputs(b, h, t, d, dtype, dev, g, channel=channel)
+            for x in (q, k, v, log_decay):
+                x.requires_grad_()
 
-        def ours():
-            out = gated_linear_attention(q, k, v, log_decay, chunk_size=CHUNK)
-            torch.autograd.grad(out, (q, k, v, log_decay), d_out)
+            def ours():
+                out = gated_linear_attention(q, k, v, log_decay, chunk_size=CHUNK)
+                torch.autograd.grad(out, (q, k, v, log_decay), d_out)
 
-        def flash():
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            torch.autograd.grad(out, (q, k, v), d_out)
+            def flash():
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                torch.autograd.grad(out, (q, k, v), d_out)
 
-        def fla_run():
-            # fla takes (B, T, H, D) and (B, T, H) by default; scale=1: q is already scaled
-            to_bthd = lambda x: x.transpose(1, 2)  # noqa: E731
-            out = fla_fn(to_bthd(q), to_bthd(k), to_bthd(v), g=to_bthd(log_decay), scale=1.0)[0]
-            torch.autograd.grad(out, (q, k, v, log_decay), to_bthd(d_out))
+            def fla_run(fla_fn=fla[channel][1]):
+                to_bthd = lambda x: x.transpose(1, 2)  # noqa: E731
+                out = fla_fn(to_bthd(q), to_bthd(k), to_bthd(v), g=to_bthd(log_decay), scale=1.0)[0]  # q is scaled
+                torch.autograd.grad(out, (q, k, v, log_decay), to_bthd(d_out))
 
-        def timed_with_peak(fn):
-            torch.cuda.reset_peak_memory_stats(dev)
-            ms = run.time(fn, warmup=3, repeats=10)
-            return ms, torch.cuda.max_memory_allocated(dev) / 2**20
-
-        ours_ms, ours_mib = timed_with_peak(ours)
-        anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
-        if fla_fn is not None:
-            anchors["fla chunk_simple_gla"] = fla_run
-        for anchor, fn in anchors.items():
-            anchor_ms, anchor_mib = timed_with_peak(fn)
-            run.record("gated_linear_attention(method='chunk'), Triton", shape=[b, h, t, d], dtype=dtype,
-                       pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
-                       params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
-                               "anchor_peak_mib": round(anchor_mib, 1)})
-        channel_cases(run, b, h, t, d, dtype, g, flash, timed_with_peak)
-
-
-def channel_cases(run, b, h, t, d, dtype, g, flash, timed_with_peak):
-    """The per-channel (GLA) kernel at one shape, against SDPA and fla's chunk_gla when it imports."""
-    fla_gla = optional_anchor("fla.ops.gla", "chunk_gla", "flash-linear-attention")
-    q, k, v, log_decay, d_out = _inputs(b, h, t, d, dtype, run.device, g, channel=True)
-    for x in (q, k, v, log_decay):
-        x.requires_grad_()
-
-    def ours():
-        out = gated_linear_attention(q, k, v, log_decay, chunk_size=CHUNK)
-        torch.autograd.grad(out, (q, k, v, log_decay), d_out)
-
-    def fla_run():
-        to_bthd = lambda x: x.transpose(1, 2)  # noqa: E731
-        out = fla_gla(to_bthd(q), to_bthd(k), to_bthd(v), to_bthd(log_decay), scale=1.0)[0]
-        torch.autograd.grad(out, (q, k, v, log_decay), to_bthd(d_out))
-
-    ours_ms, ours_mib = timed_with_peak(ours)
-    anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
-    if fla_gla is not None:
-        anchors["fla chunk_gla"] = fla_run
-    for anchor, fn in anchors.items():
-        anchor_ms, anchor_mib = timed_with_peak(fn)
-        run.record("gated_linear_attention(method='chunk'), per-channel decay, Triton", shape=[b, h, t, d],
-                   dtype=dtype, pass_="fwd+bwd", median_ms=ours_ms, anchor=anchor, anchor_median_ms=anchor_ms,
-                   params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
-                           "anchor_peak_mib": round(anchor_mib, 1)})
+            anchors = {"F.scaled_dot_product_attention(is_causal=True)": flash}
+            if fla[channel][1] is not None:
+                anchors[fla[channel][0]] = fla_run
+            ours_ms, ours_mib = run.time_with_peak(ours, repeats=10)
+            for anchor, fn in anchors.items():
+                anchor_ms, anchor_mib = run.time_with_peak(fn, repeats=10)
+                run.record(f"gated_linear_attention(method='chunk'), {'per-channel' if channel else 'per-step'} "
+                           f"decay, Triton", shape=[b, h, t, d], dtype=dtype, pass_="fwd+bwd", median_ms=ours_ms,
+                           anchor=anchor, anchor_median_ms=anchor_ms,
+                           params={"chunk_size": CHUNK, "peak_mib": round(ours_mib, 1),
+                                   "anchor_peak_mib": round(anchor_mib, 1)})
 
 
 def cpu_cases(run):
