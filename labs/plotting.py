@@ -7,6 +7,7 @@ import io
 
 import matplotlib
 from cycler import cycler
+from matplotlib.ticker import NullLocator
 
 # Okabe-Ito colours (colour-blind safe), each paired with its own line style
 # and marker so that series stay distinct when printed in grey.
@@ -62,4 +63,4 @@ def log_ticks(ax, values, labels=None, *, axis: str = "x") -> None:
     target = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     target.set_ticks(values, labels)
-    target.set_minor_locator(matplotlib.ticker.NullLocator())
+    target.set_minor_locator(NullLocator())
