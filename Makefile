@@ -5,12 +5,7 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 MATHJAX  := $(VENV)/mathjax/es5/tex-mml-chtml.js
-# Sphinx reads, and so executes, BOOK_JOBS chapters at once (most cells run on one thread): two cores
-# build the book in about 60% of the time. jupyter-book's CLI cannot pass -j, so the build runs
-# sphinx-build on the conf.py that `jupyter-book config sphinx` derives from _config.yml (written by
-# each build, not committed; the local extension comes from book/_ext).
-BOOK_JOBS ?= 2
-SPHINX_FLAGS := -j $(BOOK_JOBS) -E -a -W -n --keep-going -d _build/.doctrees -b html
+JB_FLAGS := --all -W -n --keep-going --builder html
 # Print how long each step of `make test` took.
 TIMED    = @start=$$(date +%s); $(1); status=$$?; echo "[time] $(2): $$(( $$(date +%s) - start )) s"; exit $$status
 
@@ -33,8 +28,7 @@ $(MATHJAX): | $(BIN)/python
 	cp -r $(VENV)/npm/node_modules/mathjax/es5 $(VENV)/mathjax/
 
 book: install
-	$(BIN)/jupyter-book config sphinx . >/dev/null
-	$(call TIMED,PYTHONPATH=$(CURDIR)/book/_ext $(BIN)/sphinx-build $(SPHINX_FLAGS) . _build/html,HTML build)
+	$(call TIMED,$(BIN)/jupyter-book build . $(JB_FLAGS),HTML build)
 
 # Headless Chromium for the browser check (Debian packages; CI runs as root).
 browser:

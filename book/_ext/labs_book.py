@@ -173,11 +173,4 @@ def setup(app):
         "'a.btn-download-notebook-button').forEach(function(a){a.setAttribute('download','')})});"
     ))
     app.connect("html-page-context", _on_page, priority=900)
-    # sphinx-external-toc always loads sphinx-multitoc-numbering, which does not say whether it is safe
-    # for Sphinx's parallel read, so Sphinx reads (and executes) one chapter at a time. It only replaces
-    # how section numbers are assigned, which Sphinx does in the main process once every document is
-    # read: it is safe, and saying so lets `make book` execute two chapters at once.
-    multitoc = app.extensions.get("sphinx_multitoc_numbering")
-    if multitoc is not None and multitoc.parallel_read_safe is None:
-        multitoc.parallel_read_safe = True
     return {"parallel_read_safe": True, "parallel_write_safe": True}
