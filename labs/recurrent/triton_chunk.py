@@ -537,31 +537,25 @@ def _channel_states(a, b, g, config, reverse, acc, target):
     return states
 
 
-def _channel_output(q, k, v, states, g, out, config, reverse, target):
-    """out = sum_j A_ij v_j + (q * E) S per sub-chunk (``_channel_output_kernel``)."""
-    bh, t, dk = q.shape
-    dv = v.shape[-1]
-    nt = states.shape[1]
-    tiles = config["output"]
-    n_blocks_v = triton.cdiv(dv, tiles["BV"])
-    grid = (bh * nt * (config["BT"] // tiles["BC"]) * n_blocks_v,)
-    _backend.launch(_channel_output_kernel, grid, q, k, v, states, g, out, t, dk, dv, nt, n_blocks_v, int(reverse),
-                    *_strides3(q), *_strides3(k), *_strides3(v), *g.stride(), *states.stride(), *_strides3(out),
-                    BT=config["BT"], **_precisions(q.dtype, target), **tiles)
-    return out
+def _channel_launch(kernel, y, z, x, states, g, out, config, reverse, target):
+    """Launch a sub-chunk kernel: one program per (batch x head, sub-chunk, block of out's columns).
 
-
-def _channel_key_grad(y, z, x, states, g, out, config, reverse, target):
-    """dq (or dk when reverse) per sub-chunk and block of key channels (``_channel_key_grad_kernel``)."""
-    bh, t, dk = x.shape
-    dv = y.shape[-1]
+    ``_channel_output_kernel`` (out = sum_j A_ij x_j + (y * E) S; (y, z, x) = (q, k, v), or (k, q, do) for
+    dv) blocks value columns by BV, K from y and V from x. ``_channel_key_grad_kernel`` (dq, dk) blocks key
+    channels by BK, K from x and V from y. The two take the same arguments in the same order, hence one
+    launcher; the precision follows the operand with K channels.
+    """
+    keys = kernel is _channel_key_grad_kernel
+    key_operand, value_operand = (x, y) if keys else (y, x)
+    bh, t, dk = key_operand.shape
+    dv = value_operand.shape[-1]
     nt = states.shape[1]
-    tiles = config["keys"]
-    n_blocks_k = triton.cdiv(dk, tiles["BK"])
-    grid = (bh * nt * (config["BT"] // tiles["BC"]) * n_blocks_k,)
-    _backend.launch(_channel_key_grad_kernel, grid, y, z, x, states, g, out, t, dk, dv, nt, n_blocks_k, int(reverse),
+    tiles = config["keys" if keys else "output"]
+    n_blocks = triton.cdiv(dk, tiles["BK"]) if keys else triton.cdiv(dv, tiles["BV"])
+    grid = (bh * nt * (config["BT"] // tiles["BC"]) * n_blocks,)
+    _backend.launch(kernel, grid, y, z, x, states, g, out, t, dk, dv, nt, n_blocks, int(reverse),
                     *_strides3(y), *_strides3(z), *_strides3(x), *g.stride(), *states.stride(), *_strides3(out),
-                    BT=config["BT"], **_precisions(x.dtype, target), **tiles)
+                    BT=config["BT"], **_precisions(key_operand.dtype, target), **tiles)
     return out
 
 
@@ -579,7 +573,7 @@ class ChunkGatedLinearAttentionPerChannel(torch.autograd.Function):
         g = channel_log_decay(log_decay.reshape(b * h, t, dk), config["BT"])
         out = torch.empty(b * h, t, dv, device=v.device, dtype=acc)
         states = _channel_states(k3, v3, g, config, False, acc, target)
-        _channel_output(q3, k3, v3, states, g, out, config, False, target)
+        _channel_launch(_channel_output_kernel, q3, k3, v3, states, g, out, config, False, target)
         ctx.save_for_backward(q3, k3, v3, g, states)
         ctx.config, ctx.shape, ctx.decay_dtype = config, (b, h, t, dk, dv), log_decay.dtype
         return out.reshape(b, h, t, dv)
@@ -591,9 +585,10 @@ class ChunkGatedLinearAttentionPerChannel(torch.autograd.Function):
         config, target, acc = ctx.config, _backend.kernel_target(v3), states.dtype
         do3 = d_out.reshape(b * h, t, dv).to(v3.dtype)
         r = _channel_states(q3, do3, g, config, True, acc, target)
-        dq = _channel_key_grad(do3, v3, k3, states, g, torch.empty_like(q3, dtype=acc), config, False, target)
-        dk_ = _channel_key_grad(v3, do3, q3, r, g, torch.empty_like(k3, dtype=acc), config, True, target)
-        dv_ = _channel_output(k3, q3, do3, r, g, torch.empty_like(v3, dtype=acc), config, True, target)
+        dq, dk_, dv_ = (torch.empty_like(x, dtype=acc) for x in (q3, k3, v3))
+        _channel_launch(_channel_key_grad_kernel, do3, v3, k3, states, g, dq, config, False, target)
+        _channel_launch(_channel_key_grad_kernel, v3, do3, q3, r, g, dk_, config, True, target)
+        _channel_launch(_channel_output_kernel, k3, q3, do3, r, g, dv_, config, True, target)
         d_cum = q3.to(acc) * dq - k3.to(acc) * dk_  # dL/dB_{t,c}, (BH, T, K)
         d_log_decay = d_cum.flip(1).cumsum(1).flip(1)
         return (dq.to(q3.dtype).reshape(b, h, t, dk), dk_.to(k3.dtype).reshape(b, h, t, dk),
