@@ -168,10 +168,8 @@ class StackedDecoder(nn.Module):
         # Per member, the rotation (identity unless RoPE) and the additive logit bias (ALiBi's
         # distance penalty, and -inf above the diagonal for causality), built once for every layer.
         cos, sin = reference.rotation_tables(torch.arange(length), inv_freq.cpu(), x.dtype)
-        cos, sin = cos.to(dev), sin.to(dev)
-        is_rope = self.is_rope[:, None, None, None, None]
-        cos = torch.where(is_rope, cos * factor, torch.ones_like(cos))
-        sin = torch.where(is_rope, sin * factor, torch.zeros_like(sin))
+        cos, sin = cos.to(dev) * factor, sin.to(dev) * factor
+        rope_members = self.is_rope.nonzero()[:, 0]  # only these are rotated: the others' rotation is the identity
         causal = torch.zeros(length, length, dtype=x.dtype, device=dev).masked_fill(
             ~torch.ones(length, length, dtype=torch.bool, device=dev).tril(), float("-inf"))
         alibi = reference.alibi_bias(self.slopes.cpu(), length).to(dev, x.dtype)
@@ -184,7 +182,9 @@ class StackedDecoder(nn.Module):
             h = F.layer_norm(x, (self.d_model,))
             qkv = torch.einsum("mbtd,mde->mbte", h, w[f"qkv{layer}"])
             q, k, v = qkv.view(n, batch, length, 3, self.n_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
-            q, k = reference.rotate(q, cos, sin), reference.rotate(k, cos, sin)
+            if len(rope_members):
+                q = q.index_put((rope_members,), reference.rotate(q[rope_members], cos, sin))
+                k = k.index_put((rope_members,), reference.rotate(k[rope_members], cos, sin))
             if drop_pairs:
                 q = q * keep
             logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + bias
