@@ -67,20 +67,29 @@ def _dot(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def _state_kernel(a_ptr, b_ptr, s_ptr, T, DA, DB, NT, n_blocks_b, reverse,
-                  sa_bh, sa_t, sa_d, sb_bh, sb_t, sb_d, ss_bh, ss_c, ss_a, ss_b,
-                  BT: tl.constexpr, BA: tl.constexpr, BB: tl.constexpr,
-                  PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """S[c] = sum over the chunks before c (after c when reverse) of a_c^T b_c, one (BA x BB) tile."""
+def _state_tile(s_ptr, DA, DB, n_blocks_b, ss_bh, ss_a, ss_b, BA: tl.constexpr, BB: tl.constexpr):
+    """A state kernel's program: its batch x head ``i_bh``, its (BA x BB) tile's columns of a and of b, and
+    the tile's pointers into S (chunk 0; chunk c is + c * ss_c) and mask. Shared with the gated kernels
+    (``labs.recurrent.triton_chunk``), whose state kernels split the work the same way."""
     pid = tl.program_id(0)
     n_blocks = tl.cdiv(DA, BA) * n_blocks_b
     i_bh, i_ab = (pid // n_blocks).to(tl.int64), pid % n_blocks
     cols_a = (i_ab // n_blocks_b) * BA + tl.arange(0, BA)
     cols_b = (i_ab % n_blocks_b) * BB + tl.arange(0, BB)
-    acc = tl.float64 if s_ptr.dtype.element_ty == tl.float64 else tl.float32
-    state = tl.zeros((BA, BB), dtype=acc)
     s_tile = s_ptr + i_bh * ss_bh + cols_a[:, None] * ss_a + cols_b[None, :] * ss_b
     s_mask = (cols_a[:, None] < DA) & (cols_b[None, :] < DB)
+    return i_bh, cols_a, cols_b, s_tile, s_mask
+
+
+@triton.jit
+def _state_kernel(a_ptr, b_ptr, s_ptr, T, DA, DB, NT, n_blocks_b, reverse,
+                  sa_bh, sa_t, sa_d, sb_bh, sb_t, sb_d, ss_bh, ss_c, ss_a, ss_b,
+                  BT: tl.constexpr, BA: tl.constexpr, BB: tl.constexpr,
+                  PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """S[c] = sum over the chunks before c (after c when reverse) of a_c^T b_c, one (BA x BB) tile."""
+    i_bh, cols_a, cols_b, s_tile, s_mask = _state_tile(s_ptr, DA, DB, n_blocks_b, ss_bh, ss_a, ss_b, BA, BB)
+    acc = tl.float64 if s_ptr.dtype.element_ty == tl.float64 else tl.float32
+    state = tl.zeros((BA, BB), dtype=acc)
     for i in range(NT):
         c = tl.where(reverse == 0, i, NT - 1 - i)
         tl.store(s_tile + c.to(tl.int64) * ss_c, state.to(s_ptr.dtype.element_ty), mask=s_mask)

@@ -63,7 +63,7 @@ import triton
 import triton.language as tl
 
 from .. import _backend
-from ..attention.triton_chunk import _config, _dot, _generation, _precisions, _state_dot, _strides3, _tile
+from ..attention.triton_chunk import _config, _dot, _generation, _precisions, _state_dot, _state_tile, _strides3, _tile
 
 # (BK, BV, warps) for _output_kernel and (BA, BB, warps) for _state_kernel, per GPU generation, input
 # type and chunk length, as in labs.attention.triton_chunk; every entry compiled for its target with
@@ -114,15 +114,9 @@ def _state_kernel(a_ptr, b_ptr, g_ptr, gl_ptr, s_ptr, T, DA, DB, NT, n_blocks_b,
 
     Each chunk: state = e^{b_C} state + (a_c * w)^T b_c, with w = e^{b_C - b_t}, or e^{b_t} when reverse.
     """
-    pid = tl.program_id(0)
-    n_blocks = tl.cdiv(DA, BA) * n_blocks_b
-    i_bh, i_ab = (pid // n_blocks).to(tl.int64), pid % n_blocks
-    cols_a = (i_ab // n_blocks_b) * BA + tl.arange(0, BA)
-    cols_b = (i_ab % n_blocks_b) * BB + tl.arange(0, BB)
+    i_bh, cols_a, cols_b, s_tile, s_mask = _state_tile(s_ptr, DA, DB, n_blocks_b, ss_bh, ss_a, ss_b, BA, BB)
     acc = tl.float64 if s_ptr.dtype.element_ty == tl.float64 else tl.float32
     state = tl.zeros((BA, BB), dtype=acc)
-    s_tile = s_ptr + i_bh * ss_bh + cols_a[:, None] * ss_a + cols_b[None, :] * ss_b
-    s_mask = (cols_a[:, None] < DA) & (cols_b[None, :] < DB)
     for i in range(NT):
         c = tl.where(reverse == 0, i, NT - 1 - i)
         tl.store(s_tile + c.to(tl.int64) * ss_c, state.to(s_ptr.dtype.element_ty), mask=s_mask)
@@ -334,15 +328,9 @@ def _channel_state_kernel(a_ptr, b_ptr, g_ptr, s_ptr, T, DA, DB, NT, n_blocks_b,
 
     Each chunk: state = diag(e^{b_C}) state + (a_c * W)^T b_c, W = e^{b_C - b_t} (e^{b_t} when reverse).
     """
-    pid = tl.program_id(0)
-    n_blocks = tl.cdiv(DA, BA) * n_blocks_b
-    i_bh, i_ab = (pid // n_blocks).to(tl.int64), pid % n_blocks
-    cols_a = (i_ab // n_blocks_b) * BA + tl.arange(0, BA)
-    cols_b = (i_ab % n_blocks_b) * BB + tl.arange(0, BB)
+    i_bh, cols_a, cols_b, s_tile, s_mask = _state_tile(s_ptr, DA, DB, n_blocks_b, ss_bh, ss_a, ss_b, BA, BB)
     acc = tl.float64 if s_ptr.dtype.element_ty == tl.float64 else tl.float32
     state = tl.zeros((BA, BB), dtype=acc)
-    s_tile = s_ptr + i_bh * ss_bh + cols_a[:, None] * ss_a + cols_b[None, :] * ss_b
-    s_mask = (cols_a[:, None] < DA) & (cols_b[None, :] < DB)
     g_base = g_ptr + i_bh * sg_bh
     for i in range(NT):
         c = tl.where(reverse == 0, i, NT - 1 - i)
