@@ -12,16 +12,16 @@ import labs
 from labs.recurrent import gated_linear_attention
 from labs.recurrent.chunk import gla_chunk
 from labs.recurrent.triton_chunk import gla_chunk_triton
+from tests.gla_inputs import gla_draws
 from test_kernels_cuda import DEV, DTYPES, check, launches, needs, rel_rms  # noqa: F401  (launches: a fixture)
 
 
 def _inputs(b, h, t, dk, dv, dtype, g, channel=False):
-    q, k = (torch.randn(b, h, t, dk, generator=g, dtype=torch.float64).div(dk ** 0.5) for _ in range(2))
-    v = torch.randn(b, h, t, dv, generator=g, dtype=torch.float64)
+    q, k, v, u = gla_draws(b, h, t, dk, dv, g, channel)
+    q, k = q.div(dk ** 0.5), k.div(dk ** 0.5)
     # Decays between 0.9 and 1 per step, as trained RetNet / Mamba-2 heads keep them: long memories;
     # one per key channel too when ``channel`` (GLA).
-    shape = (b, h, t, dk) if channel else (b, h, t)
-    log_decay = torch.log(0.9 + 0.1 * torch.rand(shape, generator=g, dtype=torch.float64))
+    log_decay = torch.log(0.9 + 0.1 * u)
     return [x.to(device=DEV, dtype=dtype).requires_grad_() for x in (q, k, v, log_decay)]
 
 

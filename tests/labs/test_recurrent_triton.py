@@ -6,17 +6,15 @@ import torch
 from labs import _backend
 from labs.recurrent import gated_linear_attention
 from labs.recurrent.reference import gla_recurrent
+from tests.gla_inputs import gla_draws
 
 triton_chunk = pytest.importorskip("labs.recurrent.triton_chunk")
 
 
 def inputs(t, dk, dv, dtype=torch.float64, seed=0, b=1, h=2, strength=1.0, channel=False):
     """q, k, v and a log-decay in [-strength, 0]: (B, H, T), or (B, H, T, K) when ``channel``."""
-    g = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(b, h, t, dk, generator=g, dtype=torch.float64) for _ in range(2))
-    v = torch.randn(b, h, t, dv, generator=g, dtype=torch.float64)
-    log_decay = -strength * torch.rand(b, h, t, *((dk,) if channel else ()), generator=g, dtype=torch.float64)
-    return [x.to(dtype) for x in (q, k, v, log_decay)]
+    q, k, v, u = gla_draws(b, h, t, dk, dv, torch.Generator().manual_seed(seed), channel)
+    return [x.to(dtype) for x in (q, k, v, -strength * u)]
 
 
 def loop_with_grads(q, k, v, log_decay, d_out):
