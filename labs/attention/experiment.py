@@ -36,6 +36,9 @@ from . import (
 from .reference import elu_plus_one
 
 ATTENTION_KINDS = ("softmax", "linear", "linear+norm", "performer", "flash")
+# How the linear forms are computed (never what: every method is exact). At the task's T <= 65 the masked
+# T x T form is the fastest on a CPU, two to three times the chunked form's speed in training.
+LINEAR_METHOD = "quadratic"
 
 
 def recall_batch(batch: int, n_pairs: int, *, generator: torch.Generator, n_keys: int = 64, n_values: int = 16):
@@ -93,11 +96,11 @@ class RecallModel(nn.Module):
         if self.kind == "softmax":
             o = softmax_attention(q, k, v, causal=True)
         elif self.kind == "linear":
-            o = linear_attention(q, k, v, causal=True, method="chunk", chunk_size=16)
+            o = linear_attention(q, k, v, causal=True, method=LINEAR_METHOD)
         elif self.kind == "linear+norm":  # TransNormer-style: no division by the normaliser, normalise the output
-            o = rms_norm(linear_attention(q, k, v, causal=True, normalize=False, method="chunk", chunk_size=16))
+            o = rms_norm(linear_attention(q, k, v, causal=True, normalize=False, method=LINEAR_METHOD))
         else:
-            o = favor_attention(q, k, v, self.projection, causal=True, chunk_size=16)
+            o = favor_attention(q, k, v, self.projection, causal=True, method=LINEAR_METHOD)
         return self.out(o.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, keys, values, query) -> torch.Tensor:
