@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 
 import matplotlib
 from cycler import cycler
@@ -35,8 +36,54 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style to every later figure."""
+    """Apply the book's matplotlib style to every later figure, and check each figure's tick labels when drawn.
+
+    Every figure made through pyplot from then on runs ``check_tick_labels`` each time it is drawn
+    (shown inline, saved, or rendered as a widget frame), so overlapping labels fail the book build.
+    """
     matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams["figure.hooks"] = ["labs.plotting:_watch_tick_labels"]
+
+
+def _watch_tick_labels(fig) -> None:
+    fig.canvas.mpl_connect("draw_event", lambda event: check_tick_labels(event.canvas.figure, event.renderer))
+
+
+def overlapping_tick_labels(fig, renderer=None) -> list[tuple[str, str]]:
+    """Pairs of tick labels, on one axis of ``fig``, whose drawn boxes overlap by more than a pixel each way.
+
+    Only labels that are drawn count: visible, not empty, upright or vertical, at a tick inside the view.
+    ``fig`` must have been drawn (its tick labels are placed at draw time).
+    """
+    renderer = renderer or fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        if ax.name != "rectilinear":
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(abs(low), abs(high), 1e-300)
+            boxes = []
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    continue
+                for label in (tick.label1, tick.label2):
+                    if label.get_visible() and label.get_text().strip() and label.get_rotation() % 90 == 0:
+                        boxes.append((label.get_text(), label.get_window_extent(renderer)))
+            for (text_a, a), (text_b, b) in itertools.combinations(boxes, 2):
+                if min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1:
+                    found.append((text_a, text_b))
+    return found
+
+
+def check_tick_labels(fig, renderer=None) -> None:
+    """Judge (``labs.derive.judge``) that no two tick labels of ``fig`` overlap; name the pairs that do."""
+    from .derive import judge
+
+    overlaps = overlapping_tick_labels(fig, renderer)
+    title = fig.get_suptitle() or next((ax.get_title() for ax in fig.axes if ax.get_title()), "") or "untitled"
+    judge(not overlaps, f"tick labels of figure '{title}' do not overlap", "figure",
+          f"figure '{title}': tick labels overlap: " + ", ".join(f"{a!r} and {b!r}" for a, b in overlaps[:5]))
 
 
 def figure_png(fig, *, dpi: int = 80) -> str:

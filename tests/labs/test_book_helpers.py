@@ -86,3 +86,33 @@ def test_log_ticks_labels_only_the_given_values():
     with pytest.raises(ValueError, match="log_ticks: labels must match values one to one, got 1 labels for 2"):
         log_ticks(ax, [1, 10], ["1"])
     plt.close(fig)
+
+
+def test_tick_label_check_fails_a_figure_whose_labels_overlap(monkeypatch):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labs.derive import DerivationError
+    from labs.plotting import overlapping_tick_labels, use_style
+
+    monkeypatch.delenv("LABS_CHECKS", raising=False)
+    with matplotlib.rc_context():
+        use_style()
+        fine, ax = plt.subplots()
+        ax.plot([1, 2, 3])
+        fine.savefig(io.BytesIO())  # drawn and checked: no overlap, no error
+        crowded, ax = plt.subplots(figsize=(2, 2))
+        ax.plot(range(100))
+        ax.set_xticks(range(0, 100, 3), [f"label{i}" for i in range(0, 100, 3)])
+        ax.set_title("crowded")
+        with pytest.raises(DerivationError, match="figure 'crowded': tick labels overlap: 'label0' and 'label3'"):
+            crowded.savefig(io.BytesIO())
+        assert ("label0", "label3") in overlapping_tick_labels(crowded)
+        ax.tick_params(labelbottom=False)  # hidden labels are not drawn, so they cannot overlap
+        crowded.canvas.draw()
+        assert overlapping_tick_labels(crowded) == []
+    plt.close("all")
