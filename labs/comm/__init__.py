@@ -38,6 +38,7 @@ from .algorithms import (
     double_binary_tree as _double_binary_tree_unchecked,
     reduce,
     reduce_scatter,
+    _run,
     _simulate_unchecked,
 )
 
@@ -47,7 +48,7 @@ __all__ = [
     "allreduce_cost", "broadcast", "bucket_sizes", "busbw", "chunk_bounds", "cost_terms", "double_binary_tree",
     "exposed_closed_form", "exposed_communication", "hierarchical_cost", "hierarchical_terms", "reduce",
     "reduce_scatter", "ring_all_gather", "ring_allreduce", "ring_reduce_scatter", "schedule_cost",
-    "schedule_cost_two_level", "simulate", "simulate_hierarchical", "spawn",
+    "schedule_cost_two_level", "simulate", "simulate_hierarchical", "simulate_steps", "spawn",
 ]
 
 REDUCIBLE_DTYPES = FLOAT_DTYPES + (torch.int32, torch.int64)
@@ -68,19 +69,34 @@ def simulate(algorithm: str, buffers: list[torch.Tensor]) -> tuple[list[torch.Te
     same time. Every algorithm accepts any p >= 1: recursive doubling and
     Rabenseifner fold a non-power-of-two p into a power of two first.
     """
-    choice("simulate", "algorithm", algorithm, ALGORITHMS)
+    _check_simulation("simulate", algorithm, buffers)
+    return _simulate_unchecked(algorithm, list(buffers))
+
+
+def simulate_steps(algorithm: str, buffers: list[torch.Tensor]) -> tuple[torch.Tensor, list[Step]]:
+    """``simulate``, keeping what every rank holds after each step: for pictures of an algorithm at work.
+
+    Returns ``(states, schedule)``: ``states`` of shape (steps + 1, p, n) in float64 (row 0 is the
+    input, row s what each rank holds after step s, every buffer flattened), and the schedule.
+    """
+    _check_simulation("simulate_steps", algorithm, buffers)
+    net = _run(algorithm, list(buffers), record=True)
+    return torch.stack(net.states), net.schedule
+
+
+def _check_simulation(fn: str, algorithm: str, buffers) -> None:
+    choice(fn, "algorithm", algorithm, ALGORITHMS)
     if not isinstance(buffers, (list, tuple)) or not buffers:
-        raise ValueError(f"simulate: buffers must be a non-empty list of tensors (one per rank), got {buffers!r}")
+        raise ValueError(f"{fn}: buffers must be a non-empty list of tensors (one per rank), got {buffers!r}")
     for r, b in enumerate(buffers):
         if not isinstance(b, torch.Tensor):
-            raise TypeError(f"simulate: buffers[{r}] must be a torch.Tensor, got {type(b).__name__}")
+            raise TypeError(f"{fn}: buffers[{r}] must be a torch.Tensor, got {type(b).__name__}")
         if b.shape != buffers[0].shape or b.dtype != buffers[0].dtype:
             raise ValueError(
-                f"simulate: every rank's buffer must match rank 0's shape {tuple(buffers[0].shape)} and dtype "
+                f"{fn}: every rank's buffer must match rank 0's shape {tuple(buffers[0].shape)} and dtype "
                 f"{buffers[0].dtype}; buffers[{r}] has shape {tuple(b.shape)} and dtype {b.dtype}"
             )
-    _check_dtype("simulate", "buffers", buffers[0].dtype)
-    return _simulate_unchecked(algorithm, list(buffers))
+    _check_dtype(fn, "buffers", buffers[0].dtype)
 
 
 def allreduce_cost(algorithm: str, p: int, n_bytes: float, *, alpha: float, beta: float, gamma: float = 0.0) -> float:

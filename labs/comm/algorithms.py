@@ -44,9 +44,11 @@ def chunk_bounds(n: int, parts: int) -> list[tuple[int, int]]:
 class _Network:
     """The ranks' buffers and the schedule recorded while moving data between them."""
 
-    def __init__(self, buffers: list[torch.Tensor]):
+    def __init__(self, buffers: list[torch.Tensor], *, record: bool = False):
         self.data = [b.detach().reshape(-1).to(torch.float64).clone() for b in buffers]
         self.schedule: list[Step] = []
+        # With ``record``, every rank's buffer before the first step and after each step: (p, n) each.
+        self.states = [torch.stack(self.data)] if record else None
 
     def step(self, transfers, kind: str) -> None:
         """``transfers``: (src, dst, start, stop) slices, all sent at once."""
@@ -57,6 +59,8 @@ class _Network:
             else:
                 self.data[dst][start:stop] = payload
         self.schedule.append(Step([Message(s, d, stop - start) for s, d, start, stop in transfers], kind))
+        if self.states is not None:
+            self.states.append(torch.stack(self.data))
 
 
 def _ring_steps(net: _Network, rings, part: str) -> None:
@@ -189,14 +193,20 @@ ALGORITHMS = {
 }
 
 
-def _simulate_unchecked(algorithm: str, buffers: list[torch.Tensor],
-                        nodes: int = 1) -> tuple[list[torch.Tensor], list[Step]]:
-    """Run ``algorithm`` on ``buffers`` (no input checks: see ``labs.comm.simulate``)."""
-    net = _Network(buffers)
+def _run(algorithm: str, buffers: list[torch.Tensor], nodes: int = 1, record: bool = False) -> _Network:
+    """Run ``algorithm`` on ``buffers`` (no input checks) and return the network it ran on."""
+    net = _Network(buffers, record=record)
     if algorithm == "hierarchical":
         _hierarchical(net, nodes)
     else:
         ALGORITHMS[algorithm](net)
+    return net
+
+
+def _simulate_unchecked(algorithm: str, buffers: list[torch.Tensor],
+                        nodes: int = 1) -> tuple[list[torch.Tensor], list[Step]]:
+    """Run ``algorithm`` on ``buffers`` (no input checks: see ``labs.comm.simulate``)."""
+    net = _run(algorithm, buffers, nodes)
     shape, dtype = buffers[0].shape, buffers[0].dtype
     return [d.reshape(shape).to(dtype) for d in net.data], net.schedule
 

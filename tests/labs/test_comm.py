@@ -16,6 +16,7 @@ from labs.comm import (
     reduce_scatter,
     schedule_cost,
     simulate,
+    simulate_steps,
 )
 
 PS = list(range(1, 10))
@@ -297,3 +298,26 @@ def test_exposed_communication_matches_the_closed_form_and_its_limits():
         assert got <= one_bucket * (1 + 1e-12) + 2 * 7 * alpha * k  # buckets never cost more than their start-ups
     with pytest.raises(ValueError, match="exposed_communication: bucket_bytes must be a finite real number > 0"):
         exposed_communication(1e6, 0, 0.1, p=2, alpha=1e-6, beta=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_simulate_steps_records_every_step_and_ends_where_simulate_ends(algorithm):
+    g = torch.Generator().manual_seed(3)
+    buffers = [torch.randn(2, 5, generator=g, dtype=torch.float64) for _ in range(6)]
+    states, schedule = simulate_steps(algorithm, buffers)
+    results, expected_schedule = simulate(algorithm, buffers)
+    assert states.shape == (len(schedule) + 1, 6, 10)
+    assert torch.equal(states[0], torch.stack([b.reshape(-1) for b in buffers]))
+    assert torch.equal(states[-1], torch.stack([r.reshape(-1) for r in results]))
+    assert [list(s) for s in schedule] == [list(s) for s in expected_schedule]
+    changed = [(states[i + 1] != states[i]).any().item() for i in range(len(schedule))]
+    assert all(changed), f"{algorithm}: a recorded step changed no buffer"
+
+
+def test_simulate_steps_checks_its_arguments():
+    with pytest.raises(ValueError, match="simulate_steps: algorithm must be one of"):
+        simulate_steps("carrier pigeon", [torch.zeros(4)])
+    with pytest.raises(ValueError, match="simulate_steps: buffers must be a non-empty list of tensors"):
+        simulate_steps("ring", [])
+    with pytest.raises(TypeError, match=r"simulate_steps: buffers\[1\] must be a torch.Tensor, got list"):
+        simulate_steps("ring", [torch.zeros(4), [0.0] * 4])
