@@ -150,7 +150,8 @@ class MQARModel(nn.Module):
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         s, b, t, d = x.shape
         q, k = (x @ self.qk[:, None]).chunk(2, dim=-1)
-        q, k, v = self._flat(q, self.d_state), self._flat(k, self.d_state), self._flat(x @ self.v[:, None], self.d_value)
+        q, k = self._flat(q, self.d_state), self._flat(k, self.d_state)
+        v = self._flat(x @ self.v[:, None], self.d_value)
         if self.mixer == "softmax":
             o = softmax_attention(q, k, v, causal=True)
         else:
