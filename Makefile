@@ -27,7 +27,11 @@ $(MATHJAX): | $(BIN)/python
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm mathjax@3.2.2
 	cp -r $(VENV)/npm/node_modules/mathjax/es5 $(VENV)/mathjax/
 
+# Chapters are executed two at a time (one per core) into the build's cache, then the book is
+# built from it: Sphinx's own parallel build cannot execute them (see book/_ext/execute_chapters.py).
+CHAPTERS := $(shell sed -n 's/^  - file: \(.*\)$$/\1.md/p' _toc.yml)
 book: install
+	$(call TIMED,$(BIN)/python book/_ext/execute_chapters.py _build/.jupyter_cache $(CHAPTERS) --jobs 2,chapters executed two at a time)
 	$(call TIMED,$(BIN)/jupyter-book build . $(JB_FLAGS),HTML build)
 
 # Headless Chromium for the browser check (Debian packages; CI runs as root).
