@@ -119,13 +119,11 @@ def simulate_hierarchical(buffers: list[torch.Tensor], nodes: int) -> tuple[list
     a ring allreduce across nodes of each chunk, then a ring all-gather inside
     each node.
     """
-    if not isinstance(buffers, (list, tuple)) or not buffers:
-        raise ValueError(f"simulate_hierarchical: buffers must be a non-empty list of tensors, got {buffers!r}")
+    _check_simulation("simulate_hierarchical", "ring", buffers)
     nodes = whole_number("simulate_hierarchical", "nodes", nodes)
     if len(buffers) % nodes:
         raise ValueError(f"simulate_hierarchical: the {len(buffers)} ranks must split evenly over nodes, "
                          f"got nodes={nodes}")
-    simulate("ring", buffers[:1] + list(buffers[1:]))  # the same checks of shapes and dtypes (cheap)
     return _simulate_unchecked("hierarchical", list(buffers), nodes)
 
 

@@ -118,19 +118,21 @@ def test_collective_definitions():
     assert all(torch.equal(a, b) for a, b in zip(all_to_all(all_to_all(y)), y))  # a transpose, twice
 
 
-def test_simulate_rejects_bad_input():
-    with pytest.raises(ValueError, match="simulate: algorithm must be one of"):
-        simulate("butterfly", [torch.ones(2)])
-    with pytest.raises(ValueError, match="simulate: buffers must be a non-empty list"):
-        simulate("ring", [])
-    with pytest.raises(TypeError, match=r"simulate: buffers\[1\] must be a torch.Tensor"):
-        simulate("ring", [torch.ones(2), [1.0, 2.0]])
-    with pytest.raises(ValueError, match=r"buffers\[2\] has shape \(3,\)"):
-        simulate("ring", [torch.ones(2), torch.ones(2), torch.ones(3)])
+@pytest.mark.parametrize("run", [simulate, simulate_steps], ids=["simulate", "simulate_steps"])
+def test_simulate_rejects_bad_input(run):
+    name = run.__name__
+    with pytest.raises(ValueError, match=f"{name}: algorithm must be one of"):
+        run("butterfly", [torch.ones(2)])
+    with pytest.raises(ValueError, match=f"{name}: buffers must be a non-empty list"):
+        run("ring", [])
+    with pytest.raises(TypeError, match=rf"{name}: buffers\[1\] must be a torch.Tensor, got list"):
+        run("ring", [torch.ones(2), [1.0, 2.0]])
+    with pytest.raises(ValueError, match=rf"{name}: .*buffers\[2\] has shape \(3,\)"):
+        run("ring", [torch.ones(2), torch.ones(2), torch.ones(3)])
     with pytest.raises(ValueError, match="dtype torch.float64"):
-        simulate("ring", [torch.ones(2), torch.ones(2, dtype=torch.float64)])
-    with pytest.raises(TypeError, match=r"simulate: buffers must have a dtype in \(float16, .*int64\), got torch.bool"):
-        simulate("ring", [torch.ones(2, dtype=torch.bool)] * 2)
+        run("ring", [torch.ones(2), torch.ones(2, dtype=torch.float64)])
+    with pytest.raises(TypeError, match=rf"{name}: buffers must have a dtype in \(float16, .*int64\), got torch.bool"):
+        run("ring", [torch.ones(2, dtype=torch.bool)] * 2)
 
 
 def test_allreduce_cost_rejects_bad_input():
@@ -253,6 +255,8 @@ def test_hierarchical_rejects_bad_input():
 
     with pytest.raises(ValueError, match="simulate_hierarchical: the 6 ranks must split evenly over nodes, got nodes=4"):
         simulate_hierarchical(buffers(6, (3,)), 4)
+    with pytest.raises(ValueError, match=r"simulate_hierarchical: .*buffers\[1\] has shape \(3,\)"):
+        simulate_hierarchical([torch.ones(2), torch.ones(3)], 1)
     with pytest.raises(ValueError, match="simulate_hierarchical: nodes must be a positive int, got 0"):
         simulate_hierarchical(buffers(2, (3,)), 0)
     with pytest.raises(ValueError, match="hierarchical_cost: beta_inter must be a finite real number >= 0"):
@@ -312,12 +316,3 @@ def test_simulate_steps_records_every_step_and_ends_where_simulate_ends(algorith
     assert [list(s) for s in schedule] == [list(s) for s in expected_schedule]
     changed = [(states[i + 1] != states[i]).any().item() for i in range(len(schedule))]
     assert all(changed), f"{algorithm}: a recorded step changed no buffer"
-
-
-def test_simulate_steps_checks_its_arguments():
-    with pytest.raises(ValueError, match="simulate_steps: algorithm must be one of"):
-        simulate_steps("carrier pigeon", [torch.zeros(4)])
-    with pytest.raises(ValueError, match="simulate_steps: buffers must be a non-empty list of tensors"):
-        simulate_steps("ring", [])
-    with pytest.raises(TypeError, match=r"simulate_steps: buffers\[1\] must be a torch.Tensor, got list"):
-        simulate_steps("ring", [torch.zeros(4), [0.0] * 4])
