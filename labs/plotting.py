@@ -7,6 +7,7 @@ import io
 import itertools
 
 import matplotlib
+import matplotlib.figure
 from cycler import cycler
 from matplotlib.ticker import NullLocator
 
@@ -55,6 +56,8 @@ def overlapping_tick_labels(fig, renderer=None) -> list[tuple[str, str]]:
     Only labels that are drawn count: visible, not empty, upright or vertical, at a tick inside the view.
     ``fig`` must have been drawn (its tick labels are placed at draw time).
     """
+    if not isinstance(fig, matplotlib.figure.Figure):
+        raise TypeError(f"overlapping_tick_labels: fig must be a matplotlib Figure, got {type(fig).__name__}")
     renderer = renderer or fig.canvas.get_renderer()
     found = []
     for ax in fig.axes:

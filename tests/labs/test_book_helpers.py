@@ -115,4 +115,6 @@ def test_tick_label_check_fails_a_figure_whose_labels_overlap(monkeypatch):
         ax.tick_params(labelbottom=False)  # hidden labels are not drawn, so they cannot overlap
         crowded.canvas.draw()
         assert overlapping_tick_labels(crowded) == []
+        with pytest.raises(TypeError, match="overlapping_tick_labels: fig must be a matplotlib Figure, got Axes"):
+            overlapping_tick_labels(ax)
     plt.close("all")
