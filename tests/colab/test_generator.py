@@ -21,7 +21,7 @@ from myst_nb.core.variables import format_plain_text
 from colab_citations import Bibliography
 from colab_notebook import colab_notebook, install_cell, lower_bounds, raw_myst_in_notebook, third_party_imports
 from labs_wheel import build_wheel, package_files, wheel_version
-from myst_to_markdown import Context, convert_text, raw_myst
+from myst_to_markdown import Context, Ref, convert_text, raw_myst
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -359,12 +359,20 @@ def test_install_cell_carries_the_wheel_and_installs_offline(wheel):
     assert cell.metadata["cellView"] == "form" and cell.metadata["jupyter"]["source_hidden"]
 
 
+def chapter_title(target: str) -> Ref | None:
+    """A {doc} link's title as the book build resolves it: the first heading of book/<name>.md."""
+    page = ROOT / "book" / f"{target.removeprefix('doc:')}.md"
+    if not target.startswith("doc:") or not page.exists():
+        return None
+    return Ref("document", title=re.search(r"^# (.+)$", page.read_text(), re.M)[1])
+
+
 def test_chapter_becomes_a_self_contained_notebook(wheel):
     chapter = ROOT / "book" / "attention_scaling.md"
     text = chapter.read_text()
     keys = {m.split(":")[0] for m in re.findall(r"\{glue:text\}`([^`]+)`", text)}
     ctx = Context(source=chapter, glue={k: {"text/plain": "1.5"} for k in keys},
-                  bibliography=Bibliography.from_files([ROOT / "book" / "references.bib"]))
+                  bibliography=Bibliography.from_files([ROOT / "book" / "references.bib"]), resolve=chapter_title)
     nb = colab_notebook(chapter, wheel=wheel, requirements=lower_bounds(ROOT / "pyproject.toml"), ctx=ctx)
     nbformat.validate(nb)
     assert not ctx.warnings and not raw_myst_in_notebook(nb)
@@ -377,6 +385,7 @@ def test_chapter_becomes_a_self_contained_notebook(wheel):
     assert [c.source for c in nb.cells[1:] if c.cell_type == "code"] == source_code  # the code, unchanged
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "def scaled_softmax(" in markdown  # literalinclude, inlined
+    assert "Rotary position embedding" in markdown  # a {doc} link, by the title of the page it names
     assert "(Vaswani et al., 2017)" in markdown and "Attention is all you need" in markdown
     json.dumps(nb)  # serialisable as it is
 
